@@ -1,0 +1,8 @@
+"""invertible: exact, exportable invertible neural networks; a drop-in successor of FrEIA."""
+
+from __future__ import annotations
+
+from . import distributions, framework, modules, utils
+
+__all__ = ["distributions", "framework", "modules", "utils"]
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""Distributions over the inputs and outputs of invertible networks."""
+
+from __future__ import annotations
+
+__all__: list = []

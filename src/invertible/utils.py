@@ -1,0 +1,197 @@
+"""Helpers around invertible modules: output shapes, per-sample reductions, device moves, plots."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "f_except",
+    "force_to",
+    "output_dims_compatible",
+    "plot_graph",
+    "sum_except",
+    "sum_except_batch",
+    "tuple_free_batch_forward",
+    "tuple_free_forward",
+]
+
+
+def output_dims_compatible(module: nn.Module) -> List[Tuple[int, ...]]:
+    """The output shape list of any invertible module, containers included.
+
+    A ``SequenceINN`` gives ``[shapes[-1]]`` and a ``GraphINN`` its ``global_out_shapes``, whatever
+    ``force_tuple_output`` is (FrEIA raised for single-output graphs, D25); any other module gives
+    ``module.output_dims(module.dims_in)``.
+    """
+    if hasattr(module, "global_out_shapes"):
+        return [tuple(s) for s in module.global_out_shapes]
+    if hasattr(module, "shapes") and hasattr(module, "module_list"):
+        return [tuple(module.shapes[-1])]
+    if getattr(module, "force_tuple_output", True) is False:
+        try:
+            dims = module.output_dims(None)
+        except TypeError:
+            raise NotImplementedError(
+                f"Can't determine output dimensions for {type(module).__name__}"
+            ) from None
+    else:
+        dims = module.output_dims(module.dims_in)
+    return [tuple(int(d) for d in shape) for shape in dims]
+
+
+def f_except(f: Callable[..., Tensor], x: Tensor, *dim: int, **kwargs: Any) -> Tensor:
+    """Apply the reduction ``f`` over every dimension of ``x`` except those in ``dim``."""
+    kept = {d % x.dim() for d in dim}
+    reduce = [d for d in range(x.dim()) if d not in kept]
+    if not reduce:
+        raise ValueError(
+            f"f_except: no dimension left to reduce; x has shape {tuple(x.shape)} and dims "
+            f"{sorted(kept)} are kept."
+        )
+    return f(x, dim=reduce, **kwargs)
+
+
+def sum_except(x: Tensor, *dim: int) -> Tensor:
+    """Sum over every dimension of ``x`` except those in ``dim``."""
+    return f_except(torch.sum, x, *dim)
+
+
+def sum_except_batch(x: Tensor) -> Tensor:
+    """Per-sample sum: ``(B, ...) -> (B,)``; a 1-D tensor raises ``ValueError``."""
+    return sum_except(x, 0)
+
+
+def force_to(obj: Any, *args: Any, **kwargs: Any) -> Any:
+    """Recursively call ``.to(*args, **kwargs)`` on every tensor inside ``obj``.
+
+    Dicts and lists are updated in place, tuples rebuilt, objects with ``__dict__`` get their
+    attributes updated. Returns the (possibly new) object.
+
+    Raises:
+        ValueError: on a self-referential structure.
+    """
+    return _force_to(obj, args, kwargs, set())
+
+
+def _force_to(obj: Any, args: tuple, kwargs: dict, active: set) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.to(*args, **kwargs)
+    if id(obj) in active:
+        raise ValueError(f"Cannot call deep_to(...) on self-referential structure: {obj!r:.80}")
+    if isinstance(obj, (dict, list, tuple)) or hasattr(obj, "__dict__"):
+        active.add(id(obj))
+        try:
+            if isinstance(obj, dict):
+                for key in obj:
+                    obj[key] = _force_to(obj[key], args, kwargs, active)
+            elif isinstance(obj, list):
+                obj[:] = [_force_to(v, args, kwargs, active) for v in obj]
+            elif isinstance(obj, tuple):
+                items = [_force_to(v, args, kwargs, active) for v in obj]
+                obj = type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
+            else:
+                for key, value in vars(obj).items():
+                    setattr(obj, key, _force_to(value, args, kwargs, active))
+        finally:
+            active.discard(id(obj))
+    return obj
+
+
+def tuple_free_forward(
+    module: nn.Module, data: Tensor, *args: Any, **kwargs: Any
+) -> Tuple[Tensor, Optional[Tensor]]:
+    """Call ``module`` on one tensor and return ``(out_tensor, log_det)``, unwrapping tuples."""
+    if getattr(module, "force_tuple_output", True):
+        outputs, log_det = module((data,), *args, **kwargs)
+        if isinstance(outputs, Tensor) or len(outputs) != 1:
+            n = "a bare tensor" if isinstance(outputs, Tensor) else f"{len(outputs)} outputs"
+            raise ValueError(
+                f"tuple_free_forward expects {type(module).__name__} to return exactly one "
+                f"output tensor in a sequence, got {n}."
+            )
+        return outputs[0], log_det
+    return module(data, *args, **kwargs)
+
+
+def tuple_free_batch_forward(
+    module: nn.Module,
+    data: Tensor,
+    batch_size: int,
+    loader_kwargs: Optional[Dict[str, Any]] = None,
+    device: Optional[torch.device] = None,
+    **forward_kwargs: Any,
+) -> Tuple[Tensor, Optional[Tensor]]:
+    """Run :func:`tuple_free_forward` in batches of ``batch_size``; results on ``data.device``.
+
+    CPU data go through a ``DataLoader`` (``loader_kwargs`` passed on); other data are split
+    with ``data.split(batch_size)`` and ``loader_kwargs`` must be ``None``. The log-dets are
+    concatenated unless some batch returned ``None``.
+    """
+    from .framework._calling import normalise_log_det  # late: the framework imports utils
+
+    if data.device.type == "cpu":
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(data), batch_size, **(loader_kwargs or {})
+        )
+        batches: Iterable[Tensor] = (b[0] for b in loader)
+    elif loader_kwargs is not None:
+        raise ValueError(
+            f"tuple_free_batch_forward: loader_kwargs can only be used with CPU data, but the "
+            f"data are on {data.device}."
+        )
+    else:
+        batches = data.split(batch_size)
+    outs: List[Tensor] = []
+    log_dets: List[Optional[Tensor]] = []
+    for batch in batches:
+        if device is not None:
+            batch = batch.to(device)
+        out, log_det = tuple_free_forward(module, batch, **forward_kwargs)
+        log_det = normalise_log_det(log_det, out, type(module).__name__, log_det is not None)
+        outs.append(out.to(data.device))
+        log_dets.append(None if log_det is None else log_det.to(data.device))
+    if any(j is None for j in log_dets):
+        return torch.cat(outs), None
+    return torch.cat(outs), torch.cat(log_dets)  # type: ignore[arg-type]
+
+
+def _plot_label(node: Any) -> str:
+    module = getattr(node, "module", None)
+    return module._get_name() if module is not None else type(node).__name__
+
+
+def plot_graph(nodes: Iterable[Any], path: str, filename: str) -> None:
+    """Draw a graph of nodes with Graphviz: ``path/filename`` (DOT) and ``path/filename.pdf``.
+
+    Edges carry the tensor shape; condition edges are drawn too (FrEIA crashed on them, D25).
+    Needs the ``graphviz`` Python package (imported here only) and the Graphviz executables.
+
+    Raises:
+        Exception: if ``path`` does not exist or the Graphviz executables are missing.
+    """
+    if not os.path.exists(path):
+        raise Exception(f"Path {path} does not exist.")
+    import graphviz
+
+    nodes = list(nodes)
+    graph = graphviz.Digraph()
+    for node in nodes:
+        graph.node(str(id(node)), _plot_label(node))
+    for node in nodes:
+        for k, (pred, _) in enumerate(node.inputs):
+            label = "(" + ",".join(str(d) for d in node.input_dims[k]) + ")"
+            graph.edge(str(id(pred)), str(id(node)), label=label)
+        for cond, i in node.conditions:
+            label = "(" + ",".join(str(d) for d in cond.output_dims[i]) + ")"
+            graph.edge(str(id(cond)), str(id(node)), label=label, style="dashed")
+    try:
+        graph.render(os.path.abspath(os.path.join(path, filename)))
+    except graphviz.ExecutableNotFound:
+        raise Exception(
+            "Skipped plotting graph since graphviz backend is not installed. "
+            "Try installing it via 'sudo apt-get install graphviz'"
+        ) from None

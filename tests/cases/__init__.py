@@ -1,0 +1,71 @@
+"""Registry of property-suite cases: every public block, each rank, with/without conditions.
+
+Each topic file in this package defines ``CASES: list[Case]``; they are collected here. A case
+builds its module under seeded global RNGs; the suite converts it to float64 and runs every
+property on it, plain and wrapped in ``Inverse``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Case", "all_cases", "normal_sampler"]
+
+Shape = Tuple[int, ...]
+Sampler = Callable[[torch.Generator, int, Sequence[Shape]], List[Tensor]]
+
+
+def normal_sampler(gen: torch.Generator, batch: int, shapes: Sequence[Shape]) -> List[Tensor]:
+    """Standard normal float64 tensors of ``(batch, *shape)`` for each shape."""
+    return [torch.randn(batch, *s, generator=gen, dtype=torch.float64) for s in shapes]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One configuration of one module for the property suite.
+
+    Attributes:
+        id: readable unique test id.
+        build: makes the module (called after ``torch.manual_seed``/``np.random.seed``).
+        cond_shapes: shapes of the condition tensors the caller passes (also for containers whose
+            ``dims_c`` is empty, such as a conditional ``SequenceINN``).
+        covers: public classes this case exercises besides ``type(build())``.
+        sample_x: draws valid inputs (default standard normal).
+        sample_z: draws valid latents for the reverse round trip (default standard normal).
+        batch: batch size used by the suite.
+        atol: tolerance of the round trips.
+        log_det_atol: tolerance of log-det against the autograd Jacobian.
+        no_grad_params: parameter names allowed to get no gradient (documented per case).
+        batch_independent: whether eval-mode outputs of a sample ignore the rest of the batch.
+    """
+
+    id: str
+    build: Callable[[], nn.Module]
+    cond_shapes: Tuple[Shape, ...] = ()
+    covers: Tuple[type, ...] = ()
+    sample_x: Sampler = normal_sampler
+    sample_z: Optional[Sampler] = None
+    batch: int = 3
+    atol: float = 1e-9
+    log_det_atol: float = 1e-6
+    no_grad_params: Tuple[str, ...] = field(default=())
+    batch_independent: bool = True
+
+
+def all_cases() -> List[Case]:
+    """Every case of every topic file in this package, ids unique."""
+    cases: List[Case] = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        cases.extend(getattr(module, "CASES", []))
+    ids = [c.id for c in cases]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate case ids: {duplicates}")
+    return cases
