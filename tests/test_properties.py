@@ -32,7 +32,7 @@ def inputs(
 ) -> Tuple[List[Tensor], Optional[List[Tensor]]]:
     """Valid inputs for ``module`` and its conditions (``None`` when unconditioned)."""
     gen = torch.Generator().manual_seed(seed)
-    cs = normal_sampler(gen, case.batch, case.cond_shapes) if case.cond_shapes else None
+    cs = case.sample_c(gen, case.batch, case.cond_shapes) if case.cond_shapes else None
     inner = module.module if inverse else module
     xs = case.sample_x(gen, case.batch, inner.dims_in)
     if inverse:  # the inverse's inputs live in the block's output space

@@ -171,7 +171,8 @@ def check_gradients(
         outs, log_det = run(module, inputs, cs, rev=rev)
         assert log_det is not None
         loss = sum((o**2).sum() for o in outs) - log_det.sum()
-        loss.backward()
+        if loss.requires_grad:  # parameter-free blocks have nothing to differentiate
+            loss.backward()
         missing = [
             n
             for n, p in module.named_parameters()

@@ -38,6 +38,7 @@ class Case:
         covers: public classes this case exercises besides ``type(build())``.
         sample_x: draws valid inputs (default standard normal).
         sample_z: draws valid latents for the reverse round trip (default standard normal).
+        sample_c: draws valid conditions for ``cond_shapes`` (default standard normal).
         batch: batch size used by the suite.
         atol: tolerance of the round trips.
         log_det_atol: tolerance of log-det against the autograd Jacobian.
@@ -51,6 +52,7 @@ class Case:
     covers: Tuple[type, ...] = ()
     sample_x: Sampler = normal_sampler
     sample_z: Optional[Sampler] = None
+    sample_c: Sampler = normal_sampler
     batch: int = 3
     atol: float = 1e-9
     log_det_atol: float = 1e-6
