@@ -1,0 +1,287 @@
+"""Fixed (non-learned) transforms: channel permutation, fixed linear maps, the sigmoid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Iterable, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._common import check_single_input, sum_nonbatch, zero_log_det
+from .base import InvertibleModule
+
+__all__ = ["Fixed1x1Conv", "FixedLinearTransform", "InvertibleSigmoid", "PermuteRandom"]
+
+Shape = Tuple[int, ...]
+ShapeList = List[Shape]
+
+
+def draw_permutation(n: int, seed: Optional[int]) -> np.ndarray:
+    """``RandomState(seed).permutation(n)`` from a local generator, or numpy's global one if None.
+
+    Both equal FrEIA's ``np.random.seed(seed); np.random.permutation(n)``, but a given seed never
+    touches numpy's global state (project decision 2).
+    """
+    if seed is None:
+        return np.random.permutation(n)
+    return np.random.RandomState(seed).permutation(n)
+
+
+def frozen(t: Tensor) -> nn.Parameter:
+    """FrEIA's way of storing a fixed tensor: ``nn.Parameter(t, requires_grad=False)``."""
+    return nn.Parameter(t, requires_grad=False)
+
+
+def require_no_conditions(block: str, dims_c: ShapeList) -> None:
+    """Blocks whose ``forward`` has no ``c`` parameter cannot be given conditions."""
+    if dims_c:
+        raise ValueError(f"{block} takes no conditions, got dims_c={dims_c}.")
+
+
+def channel_shape(block: str, dims_in: ShapeList) -> Shape:
+    """The single input's shape, which must have at least a channel axis."""
+    check_single_input(block, dims_in)
+    if len(dims_in[0]) == 0:
+        raise ValueError(f"{block} needs an input with a channel axis, got shape {dims_in[0]}.")
+    return dims_in[0]
+
+
+def checked_matrix(block: str, M: Any, size: int) -> Tensor:
+    """``M`` as a floating ``(size, size)`` tensor that is invertible.
+
+    Raises:
+        ValueError: ``M`` is missing, has the wrong shape, or is singular.
+    """
+    if M is None:
+        raise ValueError("Need to specify the M argument, the matrix to be multiplied.")
+    M = torch.as_tensor(M).detach().clone()
+    if not M.is_floating_point():
+        M = M.to(torch.get_default_dtype())
+    if tuple(M.shape) != (size, size):
+        raise ValueError(
+            f"{block}: M must be a square matrix of shape {(size, size)} matching the "
+            f"{size} input channels, got shape {tuple(M.shape)}."
+        )
+    finite = bool(torch.isfinite(M).all())
+    if not finite or int(torch.linalg.matrix_rank(M.double())) < size:
+        raise ValueError(
+            f"{block}: M of shape {tuple(M.shape)} is not invertible (it is singular or holds "
+            f"non-finite values); its rank is "
+            f"{int(torch.linalg.matrix_rank(M.double())) if finite else 'undefined'}."
+        )
+    return M
+
+
+def transpose_inverse_log_det(M: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(Mᵀ, (Mᵀ)⁻¹, ln|det M|)`` computed in float64 and returned in ``M``'s dtype."""
+    m64 = M.double()
+    inverse = torch.linalg.inv(m64.t())
+    log_det = torch.linalg.slogdet(m64)[1]
+    return M.t().contiguous(), inverse.to(M.dtype), log_det.to(M.dtype)
+
+
+class PermuteRandom(InvertibleModule):
+    r"""A fixed random permutation of the channels (axis 1): :math:`y = x_{[\pi]}`.
+
+    Works on any rank (vectors, images, ...). A permutation matrix has :math:`|\det| = 1`, so
+    the log-det is 0. ``perm``/``perm_inv`` are int64 ``requires_grad=False`` parameters.
+
+    Args:
+        dims_in: one input shape, channels first.
+        dims_c: must be empty (``forward`` takes no conditions).
+        seed: draws ``np.random.RandomState(seed).permutation(C)`` from a local generator (the
+            same permutation as FrEIA, without reseeding numpy's global generator); ``None``
+            draws ``np.random.permutation(C)`` from numpy's global generator.
+    """
+
+    def __init__(
+        self,
+        dims_in: Iterable[Iterable[int]],
+        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        seed: Optional[int] = None,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        require_no_conditions("PermuteRandom", self.dims_c)
+        self.in_channels = channel_shape("PermuteRandom", self.dims_in)[0]
+        self.seed = seed
+        perm = torch.from_numpy(draw_permutation(self.in_channels, seed)).long()
+        self.perm = frozen(perm)
+        self.perm_inv = frozen(torch.argsort(perm))
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[List[Tensor], Tensor]:
+        """Gather the channels by ``perm`` (forward) or ``perm_inv`` (reverse)."""
+        index = self.perm_inv if rev else self.perm
+        y = x[0].index_select(1, index)
+        return [y], zero_log_det(y)
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape, unchanged."""
+        check_single_input("PermuteRandom", input_dims)
+        return [tuple(int(d) for d in input_dims[0])]
+
+
+class FixedLinearTransform(InvertibleModule):
+    r"""A fixed affine map of vectors: :math:`y = M x + b`, log-det :math:`\ln|\det M|`.
+
+    Stored as FrEIA does: buffer ``M`` holds :math:`M^T` (rows are computed as
+    :math:`x M^T + b`), ``M_inv`` holds :math:`(M^T)^{-1}`, ``b`` is ``(1, d)`` (0-dim zero when
+    not given) and ``logDetM`` is :math:`\ln|\det M|`.
+
+    Args:
+        dims_in: one vector shape ``[(d,)]``.
+        dims_c: must be empty.
+        M: the invertible ``(d, d)`` matrix.
+        b: optional offset with ``d`` elements.
+
+    Raises:
+        ValueError: missing, wrongly shaped or singular ``M``; bad ``b``; non-vector input.
+    """
+
+    def __init__(
+        self,
+        dims_in: Iterable[Iterable[int]],
+        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        M: Any = None,
+        b: Any = None,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        require_no_conditions("FixedLinearTransform", self.dims_c)
+        shape = channel_shape("FixedLinearTransform", self.dims_in)
+        if len(shape) != 1:
+            raise ValueError(f"FixedLinearTransform works on vectors (d,), got shape {shape}.")
+        matrix = checked_matrix("FixedLinearTransform", M, shape[0])
+        m_t, m_inv, log_det = transpose_inverse_log_det(matrix)
+        self.register_buffer("M", m_t)
+        self.register_buffer("M_inv", m_inv)
+        self.register_buffer("b", self._offset(b, shape[0], matrix.dtype))
+        self.register_buffer("logDetM", log_det)
+
+    @staticmethod
+    def _offset(b: Any, d: int, dtype: torch.dtype) -> Tensor:
+        """``b`` as ``(1, d)``, or the 0-dim ``tensor(0.)`` when ``None``."""
+        if b is None:
+            return torch.tensor(0.0, dtype=dtype)
+        b = torch.as_tensor(b).detach().clone()
+        b = b if b.is_floating_point() else b.to(dtype)
+        if b.numel() != d or b.dim() > 2:
+            raise ValueError(
+                f"FixedLinearTransform: b must have shape ({d},), got {tuple(b.shape)}."
+            )
+        return b.reshape(1, d)
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """Forward ``x @ Mᵀ + b``; reverse ``(y - b) @ (Mᵀ)⁻¹``."""
+        if rev:
+            y = (x[0] - self.b) @ self.M_inv
+            return (y,), zero_log_det(y) - self.logDetM
+        y = x[0] @ self.M + self.b
+        return (y,), zero_log_det(y) + self.logDetM
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape, unchanged."""
+        check_single_input("FixedLinearTransform", input_dims)
+        return [tuple(int(d) for d in input_dims[0])]
+
+
+class Fixed1x1Conv(InvertibleModule):
+    r"""A fixed invertible 1x1 convolution of images: per pixel :math:`y = M^T x`.
+
+    (FrEIA applies :math:`M^T`, not :math:`M`; kept for compatibility, K7.) The log-det is
+    :math:`H W \ln|\det M|`. State, as in FrEIA, is ``requires_grad=False`` parameters: ``M``
+    (:math:`M^T` as ``(C, C, 1, 1)``), ``M_inv`` (:math:`(M^T)^{-1}`) and 0-dim ``logDetM``.
+
+    Args:
+        dims_in: one image shape ``[(C, H, W)]``.
+        dims_c: must be empty.
+        M: the invertible ``(C, C)`` matrix.
+
+    Raises:
+        ValueError: missing, wrongly shaped or singular ``M``; non-image input.
+    """
+
+    def __init__(
+        self,
+        dims_in: Iterable[Iterable[int]],
+        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        M: Any = None,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        require_no_conditions("Fixed1x1Conv", self.dims_c)
+        shape = self._image_shape(self.dims_in)
+        channels = shape[0]
+        m_t, m_inv, log_det = transpose_inverse_log_det(checked_matrix("Fixed1x1Conv", M, channels))
+        self.M = frozen(m_t.reshape(channels, channels, 1, 1))
+        self.M_inv = frozen(m_inv.reshape(channels, channels, 1, 1))
+        self.logDetM = frozen(log_det)
+
+    @staticmethod
+    def _image_shape(input_dims: ShapeList) -> Shape:
+        check_single_input("Fixed1x1Conv", input_dims)
+        shape = tuple(int(d) for d in input_dims[0])
+        if len(shape) != 3:
+            raise ValueError(f"Fixed1x1Conv works on images (C, H, W), got shape {shape}.")
+        return shape
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """Forward ``conv2d(x, Mᵀ)``; reverse ``conv2d(y, (Mᵀ)⁻¹)``."""
+        n_pix = x[0].shape[2] * x[0].shape[3]
+        if rev:
+            y = F.conv2d(x[0], self.M_inv)
+            return (y,), zero_log_det(y) - self.logDetM * n_pix
+        y = F.conv2d(x[0], self.M)
+        return (y,), zero_log_det(y) + self.logDetM * n_pix
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape, unchanged (images only)."""
+        return [self._image_shape(input_dims)]
+
+
+def log_sigmoid_derivative(x: Tensor) -> Tensor:
+    r"""Element-wise stable \ln\sigma'(x) = -softplus(-x) - softplus(x)."""
+    return -F.softplus(-x) - F.softplus(x)
+
+
+class InvertibleSigmoid(InvertibleModule):
+    r"""The element-wise logistic sigmoid :math:`y = 1 / (1 + e^{-x})`.
+
+    Reverse :math:`x = \ln(y / (1 - y))` (NaN outside :math:`(0, 1)`). Log-det
+    :math:`\sum \ln\sigma'(x)` over all non-batch dims, with
+    :math:`\ln\sigma'(x) = -\mathrm{softplus}(-x) - \mathrm{softplus}(x)`, evaluated at the
+    forward input (in reverse: at the reconstructed input, negated). Fixes FrEIA's D16.
+
+    Args:
+        dims_in: one input shape of any rank.
+        **kwargs: passed to :class:`InvertibleModule` (e.g. ``dims_c``; conditions are ignored).
+    """
+
+    def __init__(self, dims_in: Iterable[Iterable[int]], **kwargs: Any) -> None:
+        super().__init__(dims_in, **kwargs)
+        check_single_input("InvertibleSigmoid", self.dims_in)
+
+    def forward(
+        self,
+        x_or_z: Sequence[Tensor],
+        c: Optional[Sequence[Tensor]] = None,
+        rev: bool = False,
+        jac: bool = True,
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """Sigmoid (forward) or logit (reverse); always ``((y,), log_det)``."""
+        if rev:
+            x = torch.logit(x_or_z[0])
+            return (x,), -sum_nonbatch(log_sigmoid_derivative(x))
+        x = x_or_z[0]
+        return (torch.sigmoid(x),), sum_nonbatch(log_sigmoid_derivative(x))
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape, unchanged."""
+        check_single_input("InvertibleSigmoid", input_dims)
+        return [tuple(int(d) for d in input_dims[0])]

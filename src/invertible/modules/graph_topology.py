@@ -1,0 +1,273 @@
+"""Graph topology blocks: `Split` one tensor into sections and `Concat` several into one."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Sequence
+from typing import Any, Iterable, List, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .._errors import InvertibleAssertionError
+from ._common import zero_log_det
+from .base import InvertibleModule
+
+__all__ = ["Concat", "Concat1d", "ConcatChannel", "Split", "Split1D", "SplitChannel"]
+
+Shape = Tuple[int, ...]
+ShapeList = List[Shape]
+SectionSizes = Union[None, int, Sequence[int]]
+
+
+def normalise_dim(block: str, dim: Any, shape: Shape) -> int:
+    """Map ``dim`` (batch excluded, negative counts from the end) into ``[0, len(shape))``.
+
+    Raises:
+        InvertibleAssertionError: ``dim`` is not an int or out of range for ``shape`` (D27).
+    """
+    rank = len(shape)
+    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
+        raise InvertibleAssertionError(f"{block}: dim must be an int, got {dim!r}.")
+    if not -rank <= int(dim) < rank:
+        raise InvertibleAssertionError(
+            f"{block}: dim={dim} is out of range for input shape {shape} (batch dimension "
+            f"excluded); expected {-rank} <= dim < {rank}."
+        )
+    return int(dim) % rank
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def equal_sections(length: int, n_sections: Any) -> List[int]:
+    """Sizes of ``n_sections`` near-equal parts of ``length``, larger ones first (array_split)."""
+    if not _is_int(n_sections) or n_sections < 2 or n_sections > length:
+        raise InvertibleAssertionError(
+            f"Split: n_sections must be an int with 2 <= n_sections <= {length} (the length of "
+            f"the split axis), got {n_sections!r}."
+        )
+    n = int(n_sections)
+    if length % n != 0:
+        warnings.warn("Split will create sections of unequal size", UserWarning, stacklevel=4)
+    return [length // n + 1] * (length % n) + [length // n] * (n - length % n)
+
+
+def listed_sections(length: int, sizes: Sequence[Any]) -> List[int]:
+    """Validate explicit section sizes; add a final section if they do not fill ``length``."""
+    if not all(_is_int(s) and s > 0 for s in sizes) or len(sizes) == 0:
+        raise InvertibleAssertionError(
+            f"Split: section_sizes must be positive ints, got {list(sizes)!r}."
+        )
+    result = [int(s) for s in sizes]
+    total = sum(result)
+    if total > length:
+        raise InvertibleAssertionError(
+            f"Split: section_sizes {result} sum to {total}, more than the length {length} of "
+            f"the split axis."
+        )
+    if total < length:
+        warnings.warn(
+            f"Split: section_sizes {result} sum to {total} < {length}: too small, adding "
+            f"additional section of size {length - total}.",
+            UserWarning,
+            stacklevel=4,
+        )
+        result.append(length - total)
+    return result
+
+
+def section_sizes_for(length: int, section_sizes: SectionSizes, n_sections: Any) -> List[int]:
+    """Resolve Split's three ways of giving sections into a list of sizes summing to ``length``."""
+    if section_sizes is None:
+        return equal_sections(length, n_sections)
+    if _is_int(section_sizes):
+        if not 0 < section_sizes < length:
+            raise InvertibleAssertionError(
+                f"Split: an int section_sizes must satisfy 0 < section_sizes < {length} (the "
+                f"length of the split axis), got {section_sizes}."
+            )
+        return [int(section_sizes), length - int(section_sizes)]
+    if isinstance(section_sizes, (list, tuple)):
+        return listed_sections(length, section_sizes)
+    raise InvertibleAssertionError(
+        f"Split: section_sizes must be None, an int, or a list/tuple of ints, got "
+        f"{type(section_sizes).__name__} {section_sizes!r}."
+    )
+
+
+def check_tensor_count(block: str, xs: Sequence[Tensor], expected: int, what: str) -> None:
+    """Raise ``ValueError`` unless ``xs`` holds ``expected`` tensors."""
+    if len(xs) != expected:
+        raise ValueError(f"{block} expects {expected} {what} tensor(s), got {len(xs)}.")
+
+
+class Split(InvertibleModule):
+    r"""Split one tensor into sections along one axis: :math:`x \mapsto (x_1, \dots, x_n)`.
+
+    A permutation-free re-grouping of the elements, so the log-det is 0. The inverse concatenates.
+    ``dim`` counts without the batch axis (0 = channels); a negative ``dim`` counts from the end.
+
+    Args:
+        dims_in: one input shape, e.g. ``[(6, 8, 8)]``.
+        section_sizes: ``None`` (``n_sections`` near-equal parts, larger first, like
+            ``numpy.array_split``), an int ``s`` (sections ``[s, l - s]``) or a list/tuple of
+            sizes (a final section is added, with a ``UserWarning``, if they sum to less than
+            the axis length ``l``).
+        n_sections: the number of parts when ``section_sizes`` is ``None``.
+        dim: the axis to split, batch excluded.
+
+    Raises:
+        InvertibleAssertionError: more than one input, bad ``dim`` or bad section sizes.
+    """
+
+    def __init__(
+        self,
+        dims_in: Iterable[Iterable[int]],
+        section_sizes: SectionSizes = None,
+        n_sections: int = 2,
+        dim: int = 0,
+    ) -> None:
+        super().__init__(dims_in)
+        if len(self.dims_in) != 1:
+            raise InvertibleAssertionError(
+                f"Split: exactly one input is required, got {len(self.dims_in)}: {self.dims_in}."
+            )
+        self.dim = normalise_dim("Split", dim, self.dims_in[0])
+        length = self.dims_in[0][self.dim]
+        self.split_size_or_sections = section_sizes_for(length, section_sizes, n_sections)
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[Sequence[Tensor], Tensor]:
+        """Forward: ``torch.split`` (a tuple); reverse: ``[cat(sections)]``."""
+        if rev:
+            check_tensor_count("Split (reverse)", x, len(self.split_size_or_sections), "section")
+            out: Sequence[Tensor] = [torch.cat(list(x), dim=self.dim + 1)]
+        else:
+            check_tensor_count("Split", x, 1, "input")
+            out = torch.split(x[0], self.split_size_or_sections, dim=self.dim + 1)
+        return out, zero_log_det(out[0])
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """One shape per section, with axis ``dim`` replaced by the section size."""
+        if len(input_dims) != 1:
+            raise InvertibleAssertionError(
+                f"Split: exactly one input is required, got {len(input_dims)}: {input_dims}."
+            )
+        shape = tuple(int(d) for d in input_dims[0])
+        return [
+            shape[: self.dim] + (size,) + shape[self.dim + 1 :]
+            for size in self.split_size_or_sections
+        ]
+
+
+def check_concat_ranks(dims_in: ShapeList) -> None:
+    """Concat needs more than one input, all of the same rank."""
+    if len(dims_in) < 2:
+        raise InvertibleAssertionError(
+            f"Concat: needs more than one input, got {len(dims_in)}: {dims_in}."
+        )
+    ranks = {len(d) for d in dims_in}
+    if len(ranks) != 1:
+        raise InvertibleAssertionError(
+            f"Concat: all inputs must have the same number of dimensions, got shapes {dims_in}."
+        )
+
+
+def check_concat_shapes(dims_in: ShapeList, dim: int) -> None:
+    """Concat needs >1 inputs of equal rank that agree on every axis but ``dim``."""
+    check_concat_ranks(dims_in)
+    others = {d[:dim] + d[dim + 1 :] for d in dims_in}
+    if len(others) != 1:
+        raise InvertibleAssertionError(
+            f"Concat: all input shapes must be equal except in dim {dim}, got shapes {dims_in}."
+        )
+
+
+class Concat(InvertibleModule):
+    r"""Concatenate several tensors along one axis: :math:`(x_1, \dots, x_n) \mapsto x`.
+
+    The inverse of :class:`Split`; log-det 0. ``dim`` counts without the batch axis (0 =
+    channels); a negative ``dim`` counts from the end.
+
+    Args:
+        dims_in: two or more input shapes, equal except along ``dim``.
+        dim: the axis to concatenate along, batch excluded.
+
+    Raises:
+        InvertibleAssertionError: fewer than two inputs, unequal ranks, shapes that differ on an
+            axis other than ``dim``, or ``dim`` out of range.
+    """
+
+    def __init__(self, dims_in: Iterable[Iterable[int]], dim: int = 0) -> None:
+        super().__init__(dims_in)
+        check_concat_ranks(self.dims_in)
+        self.dim = normalise_dim("Concat", dim, self.dims_in[0])
+        check_concat_shapes(self.dims_in, self.dim)
+        self.split_size_or_sections = [d[self.dim] for d in self.dims_in]
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[Sequence[Tensor], Tensor]:
+        """Forward: ``[cat(inputs)]``; reverse: ``torch.split`` (a tuple)."""
+        if rev:
+            check_tensor_count("Concat (reverse)", x, 1, "input")
+            out: Sequence[Tensor] = torch.split(
+                x[0], self.split_size_or_sections, dim=self.dim + 1
+            )
+        else:
+            check_tensor_count("Concat", x, len(self.split_size_or_sections), "input")
+            out = [torch.cat(list(x), dim=self.dim + 1)]
+        return out, zero_log_det(out[0])
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """One shape: the inputs' common shape with axis ``dim`` summed."""
+        shapes = [tuple(int(d) for d in s) for s in input_dims]
+        check_concat_shapes(shapes, self.dim)
+        total = sum(s[self.dim] for s in shapes)
+        first = shapes[0]
+        return [first[: self.dim] + (total,) + first[self.dim + 1 :]]
+
+
+def _warn_deprecated(name: str, replacement: str) -> None:
+    warnings.warn(
+        f"{name} is deprecated and will be removed in the public release. "
+        f"Use {replacement} instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+class Split1D(Split):
+    """Deprecated alias of :class:`Split` (warns ``DeprecationWarning``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _warn_deprecated(type(self).__name__, "Split")
+        super().__init__(*args, **kwargs)
+
+
+class SplitChannel(Split):
+    """Deprecated alias of :class:`Split` (warns ``DeprecationWarning``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _warn_deprecated(type(self).__name__, "Split")
+        super().__init__(*args, **kwargs)
+
+
+class Concat1d(Concat):
+    """Deprecated alias of :class:`Concat` (warns ``DeprecationWarning``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _warn_deprecated(type(self).__name__, "Concat")
+        super().__init__(*args, **kwargs)
+
+
+class ConcatChannel(Concat):
+    """Deprecated alias of :class:`Concat` (warns ``DeprecationWarning``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _warn_deprecated(type(self).__name__, "Concat")
+        super().__init__(*args, **kwargs)

@@ -1,0 +1,299 @@
+"""Reshaping blocks: 2x2 space-to-depth (i-RevNet, Haar wavelets), `Flatten` and `Reshape`."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any, Iterable, List, Optional, Tuple
+
+from torch import Tensor, nn
+
+from ._common import check_single_input, n_elements, zero_log_det
+from ._reshape_kernels import (
+    check_image_shape,
+    haar_kernel,
+    haar_wavelet_permutation,
+    irevnet_kernel,
+    squeeze_grouped,
+    squeeze_interleaved,
+    unsqueeze_grouped,
+    unsqueeze_interleaved,
+)
+from .base import InvertibleModule
+
+__all__ = [
+    "Flatten",
+    "HaarDownsampling",
+    "HaarUpsampling",
+    "IRevNetDownsampling",
+    "IRevNetUpsampling",
+    "Reshape",
+]
+
+Shape = Tuple[int, ...]
+ShapeList = List[Shape]
+Dims = Iterable[Iterable[int]]
+OptDims = Optional[Iterable[Iterable[int]]]
+
+
+def squeezed_shape(shape: Shape) -> Shape:
+    """``(C, H, W) -> (4C, H/2, W/2)``."""
+    return (4 * shape[0], shape[1] // 2, shape[2] // 2)
+
+
+def unsqueezed_shape(shape: Shape) -> Shape:
+    """``(4C, H, W) -> (C, 2H, 2W)``."""
+    return (shape[0] // 4, 2 * shape[1], 2 * shape[2])
+
+
+class IRevNetDownsampling(InvertibleModule):
+    r"""i-RevNet's invertible 2x2 space-to-depth map: ``(C, H, W) -> (4C, H/2, W/2)``.
+
+    Pixel ``k = 2 row + col`` of each 2x2 block of channel ``c`` goes to output channel
+    ``4c + k`` (default, a grouped stride-2 conv with the one-hot P̸ ``downsample_kernel``) or
+    ``k C + c`` (``legacy_backend=True``, pure reshapes, no state). A permutation: log-det 0.
+
+    References: Jacobsen, Smeulders, Oyallon, "i-RevNet: Deep Invertible Networks", ICLR 2018.
+
+    Args:
+        dims_in: one image shape ``[(C, H, W)]`` with even ``H`` and ``W``.
+        dims_c: condition shapes; conditions are accepted and ignored.
+        legacy_backend: use FrEIA's old channel order ``k C + c``.
+
+    Raises:
+        ValueError: more than one input, a non-image input or odd spatial sizes.
+    """
+
+    _upsampling = False  # forward maps image -> blocks; the upsampling subclass swaps
+
+    def __init__(
+        self, dims_in: Dims, dims_c: OptDims = None, legacy_backend: bool = False
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        shape = check_image_shape(type(self).__name__, self.dims_in, self._upsampling)
+        self.channels = shape[0] // 4 if self._upsampling else shape[0]
+        self.block_size = 2
+        self.block_size_sq = 4
+        self.legacy_backend = bool(legacy_backend)
+        if not self.legacy_backend:
+            self.downsample_kernel = nn.Parameter(
+                irevnet_kernel(self.channels), requires_grad=False
+            )
+
+    def _squeeze(self, x: Tensor) -> Tensor:
+        if self.legacy_backend:
+            return squeeze_interleaved(x)
+        return squeeze_grouped(x, self.downsample_kernel)
+
+    def _unsqueeze(self, y: Tensor) -> Tensor:
+        if self.legacy_backend:
+            return unsqueeze_interleaved(y)
+        return unsqueeze_grouped(y, self.downsample_kernel)
+
+    def forward(
+        self, x: Sequence[Tensor], c: Any = None, jac: bool = True, rev: bool = False
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """Space-to-depth, or its inverse if ``rev`` (FrEIA order: ``jac`` before ``rev``)."""
+        y = self._squeeze(x[0]) if rev == self._upsampling else self._unsqueeze(x[0])
+        return (y,), zero_log_det(y)
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """``[(4C, H/2, W/2)]``."""
+        shape = check_image_shape(type(self).__name__, list(input_dims), self._upsampling)
+        return [unsqueezed_shape(shape) if self._upsampling else squeezed_shape(shape)]
+
+
+class IRevNetUpsampling(IRevNetDownsampling):
+    """The exact inverse of :class:`IRevNetDownsampling`: ``(4C', H, W) -> (C', 2H, 2W)``.
+
+    Unlike FrEIA, ``dims_in`` holds the real input shape (D12). ``downsample_kernel`` is built
+    for the ``C'`` output channels: ``(4C', 1, 2, 2)``.
+
+    Args:
+        dims_in: one image shape ``[(4C', H, W)]``.
+        dims_c: condition shapes; conditions are accepted and ignored.
+        legacy_backend: use FrEIA's old channel order.
+    """
+
+    _upsampling = True
+
+
+class HaarDownsampling(InvertibleModule):
+    r"""Haar wavelet transform of 2x2 blocks: ``(C, H, W) -> (4C, H/2, W/2)``.
+
+    For a block ``[[p00, p01], [p10, p11]]`` the bands are w0 = p00+p01+p10+p11,
+    w1 = p00-p01+p10-p11, w2 = p00+p01-p10-p11, w3 = p00-p01-p10+p11, each times
+    ``fac_fwd = rebalance / 2``. Output channel ``4c + w``, or ``w C + c`` with
+    ``order_by_wavelet``. The reverse is the transposed conv of ``fac_rev y``,
+    ``fac_rev = 1 / (2 rebalance)``. Log-det ``numel * ln|rebalance|`` per sample (forward).
+
+    Args:
+        dims_in: one image shape ``[(C, H, W)]`` with even ``H`` and ``W``.
+        dims_c: condition shapes; conditions are accepted and ignored.
+        order_by_wavelet: put all averages first, then all w1 bands, ...
+        rebalance: scales the output, trading off against the log-det; not 0.
+
+    Raises:
+        ValueError: ``rebalance == 0``, more than one input, a non-image input, odd sizes.
+    """
+
+    _upsampling = False
+
+    def __init__(
+        self,
+        dims_in: Dims,
+        dims_c: OptDims = None,
+        order_by_wavelet: bool = False,
+        rebalance: float = 1.0,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        shape = check_image_shape(type(self).__name__, self.dims_in, self._upsampling)
+        rebalance = float(rebalance)
+        if rebalance == 0 or not math.isfinite(rebalance):
+            raise ValueError(f"{type(self).__name__}: rebalance must be finite and non-zero.")
+        self.in_channels = shape[0] // 4 if self._upsampling else shape[0]
+        self.fac_fwd = 0.5 * rebalance
+        self.jac_fwd = math.log(16.0 * self.fac_fwd**4) / 4.0  # = ln|rebalance| per element
+        self.fac_rev = 0.5 / rebalance
+        self.jac_rev = math.log(16.0 * self.fac_rev**4) / 4.0
+        self.permute = bool(order_by_wavelet)
+        self.haar_weights = nn.Parameter(haar_kernel(self.in_channels), requires_grad=False)
+        if self.permute:
+            perm, perm_inv = haar_wavelet_permutation(self.in_channels)
+            self.register_buffer("perm", perm, persistent=False)
+            self.register_buffer("perm_inv", perm_inv, persistent=False)
+
+    def _to_bands(self, x: Tensor) -> Tensor:
+        bands = squeeze_grouped(x, self.haar_weights)
+        if self.permute:
+            bands = bands.index_select(1, self.perm)
+        return bands * self.fac_fwd
+
+    def _from_bands(self, y: Tensor) -> Tensor:
+        if self.permute:
+            y = y.index_select(1, self.perm_inv)
+        return unsqueeze_grouped(y * self.fac_rev, self.haar_weights)
+
+    def forward(
+        self, x: Sequence[Tensor], c: Any = None, jac: bool = True, rev: bool = False
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """Haar transform, or its inverse when ``rev`` (FrEIA's order: ``jac`` before ``rev``)."""
+        to_bands = rev == self._upsampling
+        y = self._to_bands(x[0]) if to_bands else self._from_bands(x[0])
+        per_element = self.jac_fwd if to_bands else self.jac_rev
+        return (y,), zero_log_det(y) + n_elements(x[0].shape[1:]) * per_element
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """``[(4C, H/2, W/2)]``."""
+        shape = check_image_shape(type(self).__name__, list(input_dims), self._upsampling)
+        return [unsqueezed_shape(shape) if self._upsampling else squeezed_shape(shape)]
+
+
+class HaarUpsampling(HaarDownsampling):
+    """The exact inverse of :class:`HaarDownsampling`: ``(4C', H, W) -> (C', 2H, 2W)``.
+
+    ``dims_in`` holds the real input shape (D12); ``haar_weights`` is ``(4C', 1, 2, 2)``; the
+    factor and log-det attributes keep their downsampling meaning, as in FrEIA.
+
+    Args:
+        dims_in: one image shape ``[(4C', H, W)]``.
+        dims_c: condition shapes; conditions are accepted and ignored.
+        order_by_wavelet: the input's channels are ordered by wavelet band.
+        rebalance: as in :class:`HaarDownsampling`.
+    """
+
+    _upsampling = True
+
+
+class Flatten(InvertibleModule):
+    """Flatten each sample to a vector: ``(...) -> (prod,)``; log-det 0.
+
+    Args:
+        dims_in: one input shape.
+        dims_c: condition shapes; conditions are accepted and ignored.
+    """
+
+    def __init__(self, dims_in: Dims, dims_c: OptDims = None) -> None:
+        super().__init__(dims_in, dims_c)
+        check_single_input("Flatten", self.dims_in)
+        self.input_shape = self.dims_in[0]
+        self.output_shape = (n_elements(self.input_shape),)
+
+    def forward(
+        self, x: Sequence[Tensor], c: Any = None, jac: bool = True, rev: bool = False
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """``reshape`` (not ``view``, D15) to the flat or the original shape."""
+        target = self.input_shape if rev else self.output_shape
+        y = x[0].reshape(x[0].shape[0], *target)
+        return (y,), zero_log_det(y)
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """``[(prod,)]``."""
+        check_single_input("Flatten", list(input_dims))
+        return [self.output_shape]
+
+
+def target_shape(output_dims: Any, target_dim: Any) -> Shape:
+    """Resolve Reshape's target from ``output_dims`` or the deprecated ``target_dim``."""
+    if target_dim is not None:
+        warnings.warn(
+            "Reshape: target_dim is deprecated, use output_dims instead.", UserWarning, stacklevel=3
+        )
+        if output_dims is not None and tuple(output_dims) != tuple(target_dim):
+            raise ValueError(
+                f"Reshape: output_dims {tuple(output_dims)} and target_dim {tuple(target_dim)} "
+                f"disagree; give only output_dims."
+            )
+        output_dims = target_dim
+    if output_dims is None:
+        raise ValueError("Please specify the desired output shape")
+    if isinstance(output_dims, int):
+        return (output_dims,)
+    return tuple(int(d) for d in output_dims)
+
+
+class Reshape(InvertibleModule):
+    """Reshape each sample to ``output_dims`` (batch excluded); log-det 0.
+
+    Args:
+        dims_in: one input shape.
+        dims_c: condition shapes; conditions are accepted and ignored.
+        output_dims: the target shape, with the same number of elements as the input.
+        target_dim: deprecated name of ``output_dims`` (warns ``UserWarning``).
+
+    Raises:
+        ValueError: no target, a different element count, or more than one input.
+    """
+
+    def __init__(
+        self,
+        dims_in: Dims,
+        dims_c: OptDims = None,
+        output_dims: Optional[Iterable[int]] = None,
+        target_dim: Optional[Iterable[int]] = None,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        check_single_input("Reshape", self.dims_in)
+        self.size = self.dims_in[0]
+        self.target_dim = target_shape(output_dims, target_dim)
+        if min(self.target_dim, default=1) < 1 or n_elements(self.target_dim) != n_elements(
+            self.size
+        ):
+            raise ValueError(
+                f"Reshape: cannot reshape input shape {self.size} ({n_elements(self.size)} "
+                f"elements) to {self.target_dim}: the number of elements must stay the same."
+            )
+
+    def forward(
+        self, x: Sequence[Tensor], c: Any = None, jac: bool = True, rev: bool = False
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """``reshape(B, *target_dim)``, or back to ``reshape(B, *size)`` when ``rev``."""
+        target = self.size if rev else self.target_dim
+        y = x[0].reshape(x[0].shape[0], *target)
+        return (y,), zero_log_det(y)
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """``[target_dim]`` as a tuple (D14)."""
+        check_single_input("Reshape", list(input_dims))
+        return [self.target_dim]
