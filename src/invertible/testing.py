@@ -57,7 +57,7 @@ def run(
 
 
 def _max_diff(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
-    return max(float((u - v).abs().max()) if u.numel() else 0.0 for u, v in zip(a, b))
+    return max(float((u - v).detach().abs().max()) if u.numel() else 0.0 for u, v in zip(a, b))
 
 
 def _flat(ts: Sequence[Tensor]) -> Tensor:
@@ -98,8 +98,8 @@ def check_round_trip(
     if err > atol:
         raise AssertionError(f"{_name(module)}: x -> z -> x error {err:.3g} > {atol:g}")
     assert log_det is not None and log_det_rev is not None
-    err = float((log_det + log_det_rev).abs().max())
-    if err > atol * max(1.0, float(log_det.abs().max())):
+    err = float((log_det + log_det_rev).detach().abs().max())
+    if err > atol * max(1.0, float(log_det.detach().abs().max())):
         raise AssertionError(f"{_name(module)}: forward + reverse log-det = {err:.3g}, not 0")
 
 
@@ -206,7 +206,7 @@ def check_batch_independence(module: nn.Module, xs: Sequence[Tensor], cs: Condit
             assert log_det is not None and log_det2 is not None
             err = max(
                 _max_diff([o[:1] for o in outs], [o[:1] for o in outs2]),
-                float((log_det[0] - log_det2[0]).abs()),
+                float((log_det[0] - log_det2[0]).detach().abs()),
             )
             if err > 1e-12:
                 raise AssertionError(
@@ -227,7 +227,7 @@ def check_state_dict_round_trip(
     a, ja = run(module, xs, cs)
     b, jb = run(fresh, xs, cs)
     assert ja is not None and jb is not None
-    if _max_diff(a, b) != 0.0 or float((ja - jb).abs().max()) != 0.0:
+    if _max_diff(a, b) != 0.0 or float((ja - jb).detach().abs().max()) != 0.0:
         raise AssertionError(f"{_name(module)}: outputs differ after load_state_dict")
 
 
@@ -241,7 +241,7 @@ def check_pickle_round_trip(module: nn.Module, xs: Sequence[Tensor], cs: Conditi
     for other in copies:
         b, jb = run(other, xs, cs)
         assert ja is not None and jb is not None
-        if _max_diff(a, b) != 0.0 or float((ja - jb).abs().max()) != 0.0:
+        if _max_diff(a, b) != 0.0 or float((ja - jb).detach().abs().max()) != 0.0:
             raise AssertionError(f"{_name(module)}: a pickled or deep-copied module differs")
 
 

@@ -1,0 +1,386 @@
+"""`AllInOneBlock`: affine coupling, learned global affine map and channel permutation in one."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._affine import affine
+from ._common import cat_conditions, check_condition_shapes, check_single_input, n_elements
+from ._permutation import (
+    channel_matrix_function,
+    householder_product,
+    inverse_index,
+    matrix_kernel,
+    one_hot_matrix,
+    one_hot_to_index,
+    permute_channels,
+    random_rotation,
+)
+from .base import InvertibleModule
+
+__all__ = ["AllInOneBlock"]
+
+ShapeList = List[Tuple[int, ...]]
+ScaleActivation = Callable[[Tensor], Tensor]
+
+#: Above this many channels, drawing a soft permutation is slow and a warning suggests hard ones.
+SOFT_PERMUTATION_WARN_CHANNELS = 512
+
+
+def sigmoid_scale(a: Tensor) -> Tensor:
+    """``10 * sigmoid(a - 2)``: global scale in (0, 10)."""
+    return 10.0 * torch.sigmoid(a - 2.0)
+
+
+def softplus_scale(a: Tensor) -> Tensor:
+    """``0.1 * softplus(a, beta=0.5)`` (torch's, threshold 20) ``= 0.2 ln(1 + e^{a/2})``."""
+    return 0.1 * F.softplus(a, beta=0.5)
+
+
+def exp_scale(a: Tensor) -> Tensor:
+    """``exp(a)``: global scale in (0, inf)."""
+    return torch.exp(a)
+
+
+def sigmoid_scale_init(init: float) -> float:
+    """``g0 = 2 - ln(10/init - 1)``, so that ``sigmoid_scale(g0) = init`` (needs 0 < init < 10)."""
+    return 2.0 - math.log(10.0 / init - 1.0)
+
+
+def softplus_scale_init(init: float) -> float:
+    """``g0 = 2 ln(exp(5 init) - 1)``, so that ``softplus_scale(g0) = init`` (needs init > 0).
+
+    Evaluated as ``2 (x + ln(1 - e^{-x}))`` with ``x = 5 init``, which cannot overflow.
+    """
+    x = 5.0 * init
+    return 2.0 * (x + math.log(-math.expm1(-x)))
+
+
+def exp_scale_init(init: float) -> float:
+    """``g0 = ln(init)``, so that ``exp_scale(g0) = init`` (needs init > 0)."""
+    return math.log(init)
+
+
+GlobalAffineEntry = Tuple[ScaleActivation, Callable[[float], float], Tuple[float, float]]
+
+#: ``global_affine_type`` -> (activation Ψ, g0 as a function of init, valid open init range).
+GLOBAL_AFFINE_TYPES: Dict[str, GlobalAffineEntry] = {
+    "SIGMOID": (sigmoid_scale, sigmoid_scale_init, (0.0, 10.0)),
+    "SOFTPLUS": (softplus_scale, softplus_scale_init, (0.0, math.inf)),
+    "EXP": (exp_scale, exp_scale_init, (0.0, math.inf)),
+}
+
+
+def resolve_global_affine(kind: str, init: float) -> Tuple[ScaleActivation, float]:
+    """Ψ for ``global_affine_type`` and the pre-activation ``g0`` (float64) with Ψ(g0) = init.
+
+    Raises:
+        ValueError: for an unknown type, or an init value Ψ cannot reach (FrEIA gave NaN).
+    """
+    if not isinstance(kind, str) or kind not in GLOBAL_AFFINE_TYPES:
+        raise ValueError(
+            f'Global affine activation must be "SIGMOID", "SOFTPLUS" or "EXP"; '
+            f"AllInOneBlock got global_affine_type={kind!r}."
+        )
+    activation, g0_of, (low, high) = GLOBAL_AFFINE_TYPES[kind]
+    init = float(init)
+    if not low < init < high:
+        raise ValueError(
+            f"AllInOneBlock: global_affine_init must lie in ({low:g}, {high:g}) for "
+            f"global_affine_type={kind!r}, got {init!r}."
+        )
+    return activation, g0_of(init)
+
+
+def draw_permutation(channels: int, soft: bool) -> Tensor:
+    """The construction-time permutation draw, from the global generators (Appendix B).
+
+    Soft: a ``(C, C)`` float64 rotation from ``special_ortho_group.rvs(C)`` (numpy's global
+    RNG). Hard: an int64 index permutation from ``torch.randperm(C)`` (torch's global RNG).
+    """
+    if soft:
+        return torch.from_numpy(random_rotation(channels))
+    return torch.randperm(channels)
+
+
+def check_options(
+    channels: int, subnet_constructor: object, permute_soft: bool, householder: int
+) -> None:
+    """Reject a missing subnet constructor or a negative reflection count; warn when a soft
+    permutation of more than 512 channels is requested (slow to draw)."""
+    if subnet_constructor is None:
+        raise ValueError(
+            "Please supply a callable subnet_constructor function or object (see docstring); "
+            "AllInOneBlock got subnet_constructor=None."
+        )
+    if householder < 0:
+        raise ValueError(
+            f"AllInOneBlock: learned_householder_permutation must be >= 0 (the number of "
+            f"reflections), got {householder}."
+        )
+    if permute_soft and channels > SOFT_PERMUTATION_WARN_CHANNELS:
+        warnings.warn(
+            f"AllInOneBlock: soft permutation will take a very long time to initialize with "
+            f"{channels} feature channels. Consider using hard permutation instead.",
+            stacklevel=3,
+        )
+
+
+def fixed_parameter(value: Tensor) -> nn.Parameter:
+    """FrEIA's frozen ``nn.Parameter(requires_grad=False)`` (kept for its state_dict layout)."""
+    return nn.Parameter(value, requires_grad=False)
+
+
+class AllInOneBlock(InvertibleModule):
+    r"""Affine coupling + global affine map + channel permutation (FrEIA's ``AllInOneBlock``).
+
+    With ``C1 = ceil(C/2)`` passive and ``C2 = floor(C/2)`` active channels, conditions ``c``
+    and the permutation ``P`` (index gather, soft rotation, or Householder product):
+
+    .. math::
+
+        a = 0.1\,\mathrm{subnet}([x_1, c]),\quad
+        s = \kappa \tanh(a_{:C_2} / \kappa),\quad t = a_{C_2:}
+
+        y = P\big((x_1, x_2 e^{s} + t) \odot \Psi(g) + b\big),\quad
+        \log|\det J| = \textstyle\sum s + n_\mathrm{pix} \sum_c \ln \Psi(g_c)
+
+    ``κ = affine_clamping``; the scale ``s`` comes first, then the shift ``t``. With
+    ``gin_block=True`` ``s`` is centred over all non-batch dims and ``Ψ(g) = 1`` (volume
+    preserving; the offset ``b`` still applies). With ``reverse_permutation=True`` the input is
+    first permuted by ``P^{-1}``. Householder mode (``learned_householder_permutation = K > 0``)
+    learns ``W = w_0 H(v_1) ... H(v_K)``, recomputed once per call; FrEIA also kept that matrix
+    in ``self.w_perm`` after each call, which ``invertible`` does not (it would break deepcopy).
+
+    *PyPI FrEIA 0.2* (and anomalib's copy) clamped as ``κ tanh(a)``, without ``/κ``; HEAD, and
+    this class, use ``κ tanh(a/κ)``. Old checkpoints, including their one-hot float
+    ``w_perm``/``w_perm_inv`` (converted to index form on load), therefore load but give
+    slightly different outputs.
+
+    Args:
+        dims_in: one input shape ``(C, *S)``; hard permutations allow any rank, soft and
+            Householder ones vectors up to 3-D volumes.
+        dims_c: condition shapes; their non-channel dims must equal the input's.
+        subnet_constructor: ``f(c_in, c_out)``, called once as
+            ``f(C1 + condition channels, 2 * C2)`` after the permutation draws.
+        affine_clamping: κ, the soft bound on the log-scale ``s``.
+        gin_block: volume-preserving GIN variant.
+        global_affine_init: initial value of the global scale Ψ(g).
+        global_affine_type: Ψ, one of ``"SIGMOID"`` (``10 sigmoid(a-2)``), ``"SOFTPLUS"``
+            (``0.1 softplus(a, beta=0.5)``) or ``"EXP"``.
+        permute_soft: a random rotation (``scipy.stats.special_ortho_group``) instead of a
+            hard permutation; slow to draw for many channels.
+        learned_householder_permutation: number K of learned Householder reflections.
+        reverse_permutation: apply ``P^{-1}`` before the coupling too.
+
+    References:
+        Ardizzone et al., "Guided Image Generation with Conditional Invertible Neural
+        Networks", 2019 (arXiv:1907.02392); Sorrenson et al., "Disentanglement by Nonlinear
+        ICA with General Incompressible-flow Networks (GIN)", ICLR 2020.
+    """
+
+    def __init__(
+        self,
+        dims_in: Iterable[Iterable[int]],
+        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        subnet_constructor: Optional[Callable[[int, int], nn.Module]] = None,
+        affine_clamping: float = 2.0,
+        gin_block: bool = False,
+        global_affine_init: float = 1.0,
+        global_affine_type: str = "SOFTPLUS",
+        permute_soft: bool = False,
+        learned_householder_permutation: int = 0,
+        reverse_permutation: bool = False,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        self._init_shapes()
+        self.in_channels = self.dims_in[0][0]
+        self.clamp = affine_clamping
+        self.GIN = gin_block
+        self.reverse_pre_permute = reverse_permutation
+        self.householder = int(learned_householder_permutation)
+        check_options(self.in_channels, subnet_constructor, permute_soft, self.householder)
+        use_matrix = bool(permute_soft) or self.householder > 0
+        self.permute_function = (
+            channel_matrix_function(self.input_rank, type(self).__name__)
+            if use_matrix else permute_channels
+        )
+        self._init_global_affine(global_affine_type, global_affine_init)
+        self._init_permutation(bool(permute_soft))
+        c_in = self.splits[0] + self.condition_channels
+        self.subnet = subnet_constructor(c_in, 2 * self.splits[1])
+        self.last_jac = None
+
+    def _init_shapes(self) -> None:
+        """Split sizes, ranks and condition bookkeeping from ``dims_in``/``dims_c``."""
+        name = type(self).__name__
+        check_single_input(name, self.dims_in)
+        if len(self.dims_in[0]) == 0:
+            raise ValueError(f"{name} needs a channel axis: got input shape {self.dims_in[0]}.")
+        channels = self.dims_in[0][0]
+        self.input_rank = len(self.dims_in[0]) - 1
+        self.sum_dims = tuple(range(1, 2 + self.input_rank))
+        self.n_pixels = n_elements(self.dims_in[0][1:])
+        check_condition_shapes(name, self.dims_in, self.dims_c)
+        self.conditional = len(self.dims_c) > 0
+        self.condition_channels = sum(dc[0] for dc in self.dims_c)
+        self.splits = [channels - channels // 2, channels // 2]
+
+    def _init_global_affine(self, kind: str, init: float) -> None:
+        """Ψ, ``global_scale = g0`` (float64 value stored in the default dtype), zero offset."""
+        self.global_scale_activation, g0 = resolve_global_affine(kind, init)
+        if kind == "SOFTPLUS":
+            self.softplus = nn.Softplus(beta=0.5)  # stateless; kept for print(model) parity
+        shape = (1, self.in_channels, *([1] * self.input_rank))
+        self.global_scale = nn.Parameter(torch.full(shape, g0))
+        self.global_offset = nn.Parameter(torch.zeros(shape))
+
+    def _init_permutation(self, soft: bool) -> None:
+        """Draw the permutation, then the Householder vectors (RNG order of Appendix B)."""
+        drawn = draw_permutation(self.in_channels, soft)
+        dtype = torch.get_default_dtype()
+        if self.householder > 0:
+            k, channels = self.householder, self.in_channels
+            self.vk_householder = nn.Parameter(0.2 * torch.randn(k, channels))
+            self.w_perm = None
+            self.w_perm_inv = None
+            # D19: FrEIA crashed for a hard permutation here; w_0 is then its one-hot matrix.
+            w0 = drawn.to(dtype) if soft else one_hot_matrix(drawn, dtype)
+            self.w_0 = fixed_parameter(w0)
+        elif soft:
+            self.w_perm = fixed_parameter(matrix_kernel(drawn.to(dtype), self.input_rank))
+            self.w_perm_inv = fixed_parameter(matrix_kernel(drawn.t().to(dtype), self.input_rank))
+        else:
+            self.w_perm = fixed_parameter(drawn)
+            self.w_perm_inv = fixed_parameter(inverse_index(drawn))
+
+    def _permutation_weights(self) -> Tuple[Tensor, Tensor]:
+        """``(w_perm, w_perm_inv)``; in Householder mode computed once here for the whole call."""
+        if self.householder > 0:
+            w = householder_product(self.w_0, self.vk_householder)
+            kernel = matrix_kernel(w, self.input_rank)
+            return kernel, kernel.transpose(0, 1)
+        return self.w_perm, self.w_perm_inv
+
+    def _global_affine(self) -> Tuple[Optional[Tensor], Union[Tensor, float]]:
+        """``(Ψ(global_scale), n_pix Σ_c ln Ψ)``, or ``(None, 0.0)`` in GIN mode (scale 1)."""
+        if self.GIN:
+            return None, 0.0
+        scale = self.global_scale_activation(self.global_scale)
+        return scale, self.n_pixels * torch.sum(torch.log(scale))
+
+    def _affine_coefficients(self, x1: Tensor, c: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
+        """``s = κ tanh(a_s/κ)`` (centred if GIN) and ``t`` from ``a = 0.1 subnet([x1, c])``."""
+        a = 0.1 * self.subnet(cat_conditions(x1, c))
+        s = self.clamp * torch.tanh(a[:, : self.splits[1]] / self.clamp)
+        if self.GIN:
+            s = s - s.mean(dim=self.sum_dims, keepdim=True)
+        return s, a[:, self.splits[1] :]
+
+    def forward(
+        self,
+        x: Sequence[Tensor],
+        c: Optional[Sequence[Tensor]] = (),
+        rev: bool = False,
+        jac: bool = True,
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """Map ``x`` forwards (or, with ``rev=True``, back); the log-det is always computed.
+
+        See :meth:`InvertibleModule.forward`. Raises ``RuntimeError`` for an input of the wrong
+        shape (FrEIA's type) and ``ValueError`` for wrong numbers or shapes of inputs/conditions.
+        """
+        data = self._checked_input(x)
+        conds = self._checked_conditions(c)
+        w, w_inv = self._permutation_weights()
+        if rev:
+            return self._reverse(data, conds, w, w_inv)
+        return self._forward(data, conds, w, w_inv)
+
+    def _forward(
+        self, x: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """The forward map of spec §6.2.2."""
+        if self.reverse_pre_permute:
+            x = self.permute_function(x, w_inv)
+        x1, x2 = torch.split(x, self.splits, dim=1)
+        s, t = self._affine_coefficients(x1, c)
+        y2, log_det = affine(x2, s, t)
+        u = torch.cat([x1, y2], dim=1)
+        scale, log_scale = self._global_affine()
+        if scale is not None:
+            u = u * scale
+        y = self.permute_function(u + self.global_offset, w)
+        return (y,), log_det + log_scale
+
+    def _reverse(
+        self, y: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """The inverse map of spec §6.2.3."""
+        scale, log_scale = self._global_affine()
+        u = self.permute_function(y, w_inv) - self.global_offset
+        if scale is not None:
+            u = u / scale
+        x1, y2 = torch.split(u, self.splits, dim=1)
+        s, t = self._affine_coefficients(x1, c)
+        x2, log_det = affine(y2, s, t, rev=True)
+        x = torch.cat([x1, x2], dim=1)
+        if self.reverse_pre_permute:
+            x = self.permute_function(x, w)
+        return (x,), log_det - log_scale
+
+    def _checked_input(self, x: Sequence[Tensor]) -> Tensor:
+        """The single input tensor; ``RuntimeError`` (FrEIA's type) if its shape is wrong."""
+        if isinstance(x, Tensor) or len(x) != 1:
+            got = "a bare Tensor" if isinstance(x, Tensor) else f"{len(x)} tensors"
+            raise ValueError(
+                f"AllInOneBlock takes a list or tuple with exactly 1 input tensor, e.g. [x]; "
+                f"got {got}."
+            )
+        shape = tuple(x[0].shape[1:])
+        if shape != self.dims_in[0]:
+            raise RuntimeError(
+                f"AllInOneBlock: Expected input of shape {self.dims_in[0]}, got {shape}."
+            )
+        return x[0]
+
+    def _checked_conditions(self, c: Optional[Sequence[Tensor]]) -> Sequence[Tensor]:
+        """The condition tensors, one per ``dims_c`` entry with that shape, else ``ValueError``."""
+        conds = () if c is None else c
+        if isinstance(conds, Tensor) or len(conds) != len(self.dims_c):
+            got = "a bare Tensor" if isinstance(conds, Tensor) else f"{len(conds)}"
+            raise ValueError(
+                f"AllInOneBlock expects {len(self.dims_c)} condition tensor(s) in a list or "
+                f"tuple (dims_c={self.dims_c}); got {got}."
+            )
+        for k, (cond, expected) in enumerate(zip(conds, self.dims_c)):
+            if tuple(cond.shape[1:]) != expected:
+                raise ValueError(
+                    f"AllInOneBlock: condition {k} must have shape {expected} (batch excluded), "
+                    f"got {tuple(cond.shape[1:])}."
+                )
+        return conds
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape list, unchanged (one input only)."""
+        check_single_input(type(self).__name__, input_dims)
+        return [tuple(d) for d in input_dims]
+
+    def _load_from_state_dict(
+        self, state_dict: Dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        """Also accept PyPI-0.2 one-hot float ``w_perm``/``w_perm_inv`` for a hard permutation."""
+        if self.householder == 0 and self.permute_function is permute_channels:
+            for name in ("w_perm", "w_perm_inv"):
+                value = state_dict.get(prefix + name)
+                if isinstance(value, Tensor) and value.is_floating_point() and value.dim() >= 2:
+                    index = one_hot_to_index(value)
+                    if index is not None:  # else the size mismatch is reported as usual
+                        state_dict[prefix + name] = index
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
