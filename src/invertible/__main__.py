@@ -13,7 +13,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="invertible", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train a flow on a 2-D density made in code")
-    demo.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")
+    demo.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
     demo.add_argument("--blocks", type=int, default=8, help="AllInOneBlocks (default 8)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     return parser

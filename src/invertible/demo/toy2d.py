@@ -60,7 +60,7 @@ class Toy2DResult:
 
 
 def run_toy2d(
-    steps: int = 1500, blocks: int = 8, batch: int = 256, seed: int = 0, log_every: int = 250
+    steps: int = 1000, blocks: int = 8, batch: int = 256, seed: int = 0, log_every: int = 250
 ) -> Toy2DResult:
     """Train on two moons, report train/test NLL (nats) and the max round-trip error."""
     torch.manual_seed(seed)
@@ -78,7 +78,7 @@ def run_toy2d(
         loss.backward()
         optimiser.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if log_every and step % log_every == 0:
             print(
                 f"step {step:5d}/{steps}  train NLL {sum(losses[-log_every:]) / log_every:.4f} nats"
