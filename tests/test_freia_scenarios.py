@@ -1,4 +1,4 @@
-"""FrEIA user scripts (anomalib's FastFlow, CFlow, CS-Flow, U-Flow patterns) run after the import change.
+"""FrEIA user scripts (anomalib's FastFlow, CFlow, CS-Flow, U-Flow styles): only the imports change.
 
 Each test body is written the way the FrEIA-based code is written; only the import lines differ:
 ``import FrEIA.framework as Ff`` became ``import invertible.framework as Ff`` and likewise for

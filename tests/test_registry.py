@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from cases import all_cases
 
 import invertible.framework as Ff
 import invertible.modules as Fm
+from cases import all_cases
 from invertible.modules import InvertibleModule
 
 
