@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Optional, Tuple
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from ..modules.base import InvertibleModule
@@ -45,6 +46,8 @@ def normalise_log_det(log_det: object, like: Tensor, who: str, jac: bool) -> Opt
         return None
     batch = like.shape[0]
     if isinstance(log_det, Tensor):
+        if torch.jit.is_tracing():  # sizes are traced tensors; broadcasting gives the same result
+            return like.new_zeros(batch) + log_det
         if log_det.dim() >= 1 and log_det.shape[0] == batch:
             return log_det
         return like.new_zeros(batch) + log_det

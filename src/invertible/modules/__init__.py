@@ -23,9 +23,19 @@ from .reshapes import (
     IRevNetUpsampling,
     Reshape,
 )
+from .splines import (
+    BinnedSpline,
+    BinnedSplineBase,
+    ElementwiseRationalQuadraticSpline,
+    LinearSpline,
+    RationalQuadraticSpline,
+    linear_spline,
+    rational_quadratic_spline,
+)
 
 # Reachable as attributes, as in FrEIA, but not part of __all__.
-_ALIASES = (Concat1d, Split1D)
+_ALIASES = (BinnedSpline, BinnedSplineBase, Concat1d, Split1D, linear_spline,
+            rational_quadratic_spline)
 
 __all__ = [
     "AffineCouplingOneSided",
@@ -33,6 +43,7 @@ __all__ = [
     "Concat",
     "ConcatChannel",
     "ConditionalAffineTransform",
+    "ElementwiseRationalQuadraticSpline",
     "Fixed1x1Conv",
     "FixedLinearTransform",
     "Flatten",
@@ -45,9 +56,11 @@ __all__ = [
     "Inverse",
     "InvertibleModule",
     "InvertibleSigmoid",
+    "LinearSpline",
     "NICECouplingBlock",
     "PermuteRandom",
     "RNVPCouplingBlock",
+    "RationalQuadraticSpline",
     "Reshape",
     "Split",
     "SplitChannel",
