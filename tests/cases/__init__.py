@@ -44,6 +44,8 @@ class Case:
         log_det_atol: tolerance of log-det against the autograd Jacobian.
         no_grad_params: parameter names allowed to get no gradient (documented per case).
         batch_independent: whether eval-mode outputs of a sample ignore the rest of the batch.
+        static_conditions: indices of conditions that legitimately may not change the output
+            when shifted (e.g. GMM weights when a component index is given).
     """
 
     id: str
@@ -58,6 +60,7 @@ class Case:
     log_det_atol: float = 1e-6
     no_grad_params: Tuple[str, ...] = field(default=())
     batch_independent: bool = True
+    static_conditions: Tuple[int, ...] = ()
 
 
 def all_cases() -> List[Case]:

@@ -2,4 +2,7 @@
 
 from __future__ import annotations
 
-__all__: list = []
+from .normal import StandardNormalDistribution
+from .transformed import PullBackDistribution, PushForwardDistribution
+
+__all__ = ["PullBackDistribution", "PushForwardDistribution", "StandardNormalDistribution"]

@@ -13,8 +13,10 @@ from .coupling_layers import (
     RNVPCouplingBlock,
 )
 from .fixed_transforms import Fixed1x1Conv, FixedLinearTransform, InvertibleSigmoid, PermuteRandom
+from .gaussian_mixture import GaussianMixtureModel
 from .graph_topology import Concat, Concat1d, ConcatChannel, Split, Split1D, SplitChannel
 from .inverse import Inverse
+from .orthogonal import HouseholderPerm, OrthogonalTransform
 from .reshapes import (
     Flatten,
     HaarDownsampling,
@@ -49,8 +51,10 @@ __all__ = [
     "Flatten",
     "GINCouplingBlock",
     "GLOWCouplingBlock",
+    "GaussianMixtureModel",
     "HaarDownsampling",
     "HaarUpsampling",
+    "HouseholderPerm",
     "IRevNetDownsampling",
     "IRevNetUpsampling",
     "Inverse",
@@ -58,6 +62,7 @@ __all__ = [
     "InvertibleSigmoid",
     "LinearSpline",
     "NICECouplingBlock",
+    "OrthogonalTransform",
     "PermuteRandom",
     "RNVPCouplingBlock",
     "RationalQuadraticSpline",

@@ -1,0 +1,217 @@
+"""A Gaussian mixture model as an invertible map, its parameters given as conditions."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any, Iterable, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .._errors import InvertibleAssertionError
+from ._common import check_single_input
+from .base import InvertibleModule
+
+__all__ = ["GaussianMixtureModel"]
+
+Shape = Tuple[int, ...]
+ShapeList = List[Shape]
+Conditions = Tuple[Tensor, Tensor, Tensor, Any]
+
+
+# --- kernels ---------------------------------------------------------------------------------
+
+
+def n_cholesky_entries(d: int) -> int:
+    """Entries of an upper-triangular ``d x d`` factor: ``d (d + 1) / 2``."""
+    return d * (d + 1) // 2
+
+
+def upper_factor(entries: Tensor, mask_diagonal: Tensor, mask_upper: Tensor) -> Tensor:
+    r"""Build :math:`U` ``(..., d, d)`` from ``entries (..., d(d+1)/2)``.
+
+    The first ``d`` entries are :math:`\ln U_{jj}`, the rest fill the strict upper triangle in
+    row-major order (the order in which a boolean mask enumerates it).
+    """
+    d = mask_diagonal.shape[0]
+    zeros = entries.new_zeros(*entries.shape[:-1], d, d)
+    diagonal = zeros.masked_scatter(mask_diagonal, torch.exp(entries[..., :d]).contiguous())
+    return diagonal + zeros.masked_scatter(mask_upper, entries[..., d:].contiguous())
+
+
+def whiten(x: Tensor, mu: Tensor, U: Tensor) -> Tensor:
+    """``z = U (x - mu)`` over the last dim, batched over the leading dims."""
+    return (U @ (x - mu).unsqueeze(-1)).squeeze(-1)
+
+
+def colour(z: Tensor, mu: Tensor, U: Tensor) -> Tensor:
+    """``x = mu + U⁻¹ z`` by a triangular solve, batched over the leading dims."""
+    z = z.expand(*U.shape[:-1])
+    return mu + torch.linalg.solve_triangular(U, z.unsqueeze(-1), upper=True).squeeze(-1)
+
+
+def select_component(t: Tensor, index: Tensor) -> Tensor:
+    """Row ``index[b]`` of ``t[b]`` for every sample: ``(B, K, ...) -> (B, ...)``."""
+    shaped = index.reshape(-1, *([1] * (t.dim() - 1))).expand(-1, 1, *t.shape[2:])
+    return t.gather(1, shaped).squeeze(1)
+
+
+def component_index(block: str, i: Any, w: Tensor) -> Tensor:
+    """The chosen component per sample (int64 ``(B,)``) from a tensor, or an int seed."""
+    if isinstance(i, numbers.Integral) and not isinstance(i, bool):
+        i = GaussianMixtureModel.pick_mixture_component(w, seed=int(i))
+    if not isinstance(i, Tensor):
+        raise TypeError(
+            f"{block}: the component condition i must be a tensor of indices, an int seed or None,"
+            f" got {type(i).__name__}."
+        )
+    batch = w.shape[0]
+    if i.numel() not in (1, batch):
+        raise ValueError(
+            f"{block}: i must hold one component index per sample ({batch}) or a single one, got "
+            f"shape {tuple(i.shape)}."
+        )
+    return i.reshape(-1).to(device=w.device, dtype=torch.long).expand(batch)
+
+
+# --- the module ------------------------------------------------------------------------------
+
+
+class GaussianMixtureModel(InvertibleModule):
+    r"""Maps data to standard-normal latents under a Gaussian mixture given as conditions.
+
+    Component k of sample b has mean :math:`\mu_k` and precision :math:`U_k^T U_k`, with
+    :math:`U_k` upper triangular. For a chosen component :math:`i_b`:
+    forward :math:`z_b = U_{i_b}(x_b - \mu_{i_b})`, reverse :math:`x_b = \mu_{i_b} + U_{i_b}^{-1}
+    z_b`, log-det :math:`\sum_j \ln (U_{i_b})_{jj}` (negated in reverse). With ``i=None`` every
+    component is applied at once: output ``(B, K, d)`` and log-det ``(B, K)`` (x or z may be
+    ``(B, d)`` or ``(B, K, d)``); that log-det cannot be accumulated by a ``GraphINN``, so call
+    the module directly or with ``jac=False``.
+
+    Conditions ``c = [w, mu, U_entries, i]``: ``w (B, K)`` weights (positive, summing to 1; only
+    used to draw components), ``mu (B, K, d)``, ``U_entries (B, K, d(d+1)/2)`` (the first ``d``
+    are the log-diagonal of :math:`U`, the rest its strict upper triangle in row-major order), and
+    ``i``: an index tensor ``(B,)``, an ``int`` seed for :meth:`pick_mixture_component`, or None.
+
+    The masks ``mask_upper``/``mask_diagonal`` are non-persistent buffers (D31): they follow
+    ``.to(device)`` but add no ``state_dict`` keys. The module has no parameters.
+
+    Args:
+        dims_in: one vector shape ``[(d,)]``.
+        dims_c: the shapes of ``[w, mu, U_entries, i]``: ``(K,)``, ``(K, d)``, ``(K, d(d+1)/2)``
+            and any shape for ``i`` (e.g. ``(0,)`` for a placeholder ``ConditionNode``).
+
+    Raises:
+        ValueError: a non-vector input or ``dims_c`` that does not describe a mixture.
+    """
+
+    def __init__(
+        self, dims_in: Iterable[Iterable[int]], dims_c: Optional[Iterable[Iterable[int]]]
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        check_single_input("GaussianMixtureModel", self.dims_in)
+        if len(self.dims_in[0]) != 1:
+            raise ValueError(
+                f"GaussianMixtureModel works on vectors (d,), got shape {self.dims_in[0]}."
+            )
+        d = self.dims_in[0][0]
+        self._check_dims_c(d)
+        ones = torch.ones(d, d, dtype=torch.bool)
+        self.register_buffer("mask_upper", torch.triu(ones, diagonal=1), persistent=False)
+        self.register_buffer("mask_diagonal", torch.eye(d, dtype=torch.bool), persistent=False)
+
+    def _check_dims_c(self, d: int) -> None:
+        """``dims_c`` must be ``[(K,), (K, d), (K, d(d+1)/2), <any>]``."""
+        if len(self.dims_c) != 4 or len(self.dims_c[0]) != 1:
+            raise ValueError(
+                f"GaussianMixtureModel needs 4 conditions [w (K,), mu (K, {d}), U (K, "
+                f"{n_cholesky_entries(d)}), i], got dims_c={self.dims_c}."
+            )
+        k = self.dims_c[0][0]
+        expected = [(k,), (k, d), (k, n_cholesky_entries(d))]
+        if self.dims_c[:3] != expected:
+            raise ValueError(
+                f"GaussianMixtureModel with d={d} and K={k} needs condition shapes w, mu, U = "
+                f"{expected}, got {self.dims_c[:3]}."
+            )
+
+    def forward(
+        self,
+        x: Sequence[Tensor],
+        c: Sequence[Any],
+        rev: bool = False,
+        jac: bool = True,
+    ) -> Tuple[List[Tensor], Tensor]:
+        """Whiten (forward) or colour (reverse) under the chosen or all components.
+
+        The log-det is always returned: ``(B,)``, or ``(B, K)`` with ``i=None``.
+        """
+        if len(x) != 1:
+            raise InvertibleAssertionError(
+                f"GaussianMixtureModel can only use 1 input, got {len(x)} input tensors."
+            )
+        w, mu, entries, i = self._conditions(c)
+        if i is not None:  # the type of a condition, not a tensor value
+            index = component_index("GaussianMixtureModel", i, w)
+            mu, entries = select_component(mu, index), select_component(entries, index)
+        elif x[0].dim() == 2:
+            x = [x[0].unsqueeze(1)]
+        U = upper_factor(entries, self.mask_diagonal, self.mask_upper)
+        log_det = entries[..., : self.mask_diagonal.shape[0]].sum(dim=-1)
+        if rev:
+            return [colour(x[0], mu, U)], -log_det
+        return [whiten(x[0], mu, U)], log_det
+
+    @staticmethod
+    def _conditions(c: Optional[Sequence[Any]]) -> Conditions:
+        """``(w, mu, U_entries, i)`` from ``c``; ``ValueError`` unless there are exactly four."""
+        if c is None or len(c) != 4:
+            got = "none" if c is None else f"{len(c)}"
+            raise ValueError(
+                f"GaussianMixtureModel needs the conditions [w, mu, U_entries, i], got {got}."
+            )
+        return c[0], c[1], c[2], c[3]
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape ``[(d,)]`` (the fixed-component form)."""
+        check_single_input("GaussianMixtureModel", input_dims)
+        return [tuple(int(s) for s in input_dims[0])]
+
+    @staticmethod
+    def pick_mixture_component(w: Tensor, seed: Optional[int] = None) -> Tensor:
+        """Draw one component per sample with probabilities ``w (B, K)``; int32 ``(B,)``.
+
+        Uses a private ``torch.Generator`` on ``w.device`` (seeded with ``seed`` if it is an
+        int, else randomly), never the global one: ``u = rand(B, 1)``, index
+        ``sum(u > cumsum(w))`` (clamped to ``K - 1`` against rounding in the cumulative sum).
+        """
+        generator = torch.Generator(device=w.device)
+        if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+            generator.manual_seed(int(seed))
+        else:
+            generator.seed()
+        u = torch.rand(w.shape[0], 1, generator=generator, device=w.device)
+        index = (u > torch.cumsum(w, dim=1)).sum(dim=1)
+        return index.clamp(max=w.shape[1] - 1).to(torch.int32)
+
+    @staticmethod
+    def normalize_weights(w: Tensor) -> Tensor:
+        """``softmax(w - w.max(), dim=-1)``: raw scores to mixture weights."""
+        return torch.softmax(w - w.max(), dim=-1)
+
+    @staticmethod
+    def nll_loss(w: Tensor, z: Tensor, log_jacobian: Tensor) -> Tensor:
+        r"""Per-sample :math:`-\ln \sum_k w_k \exp(-\tfrac12 |z_k|^2 + \ell_k)`, computed stably.
+
+        Args:
+            w: weights ``(B, K)``; z: latents ``(B, K, d)``; log_jacobian: ``(B, K)``.
+        """
+        a = -0.5 * (z**2).sum(dim=-1) + log_jacobian
+        top = a.max(dim=1, keepdim=True).values.detach()
+        return -(top.squeeze(1) + torch.log((w * torch.exp(a - top)).sum(dim=1)))
+
+    @staticmethod
+    def nll_upper_bound(w: Tensor, z: Tensor, log_jacobian: Tensor) -> Tensor:
+        r"""Per-sample :math:`-\sum_k (\ln w_k - \tfrac12 |z_k|^2 + \ell_k)`; shapes as above."""
+        return -(torch.log(w) - 0.5 * (z**2).sum(dim=-1) + log_jacobian).sum(dim=1)

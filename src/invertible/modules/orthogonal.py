@@ -1,0 +1,310 @@
+"""Orthogonal maps of vectors: a learned rotation with scaling, and products of reflections."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any, Callable, Iterable, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._common import check_single_input, n_elements, zero_log_det
+from .base import InvertibleModule
+
+__all__ = [
+    "HouseholderPerm",
+    "OrthogonalTransform",
+    "correct_weights",
+    "orth_correction",
+]
+
+Shape = Tuple[int, ...]
+ShapeList = List[Shape]
+
+
+# --- kernels ---------------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def vector_width(block: str, input_dims: ShapeList) -> int:
+    """The width ``w`` of the single vector input ``[(w,)]``; ``ValueError`` otherwise."""
+    check_single_input(block, input_dims)
+    shape = tuple(input_dims[0])
+    if len(shape) != 1:
+        raise ValueError(f"{block} works on vectors (w,) only, got an input of shape {shape}.")
+    return int(shape[0])
+
+
+def orth_correction(R: Tensor) -> Tensor:
+    r"""Re-orthonormalise the rows of ``R`` **in place** by classical Gram-Schmidt; returns ``R``.
+
+    :math:`r_0 \leftarrow r_0/|r_0|`; for :math:`i \ge 1`:
+    :math:`r_i \leftarrow r_i - \sum_{j<i} (r_j \cdot r_i)\, r_j`, then :math:`r_i/|r_i|`.
+    Runs under ``no_grad`` (it edits values, it is not part of a differentiable map).
+    """
+    with torch.no_grad():
+        R[0] /= torch.linalg.vector_norm(R[0])
+        for i in range(1, R.shape[0]):
+            R[i] -= (R[:i] @ R[i]) @ R[:i]
+            R[i] /= torch.linalg.vector_norm(R[i])
+    return R
+
+
+def correct_weights(module: OrthogonalTransform, grad_in: Any = None, grad_out: Any = None) -> None:
+    """Backward hook of `OrthogonalTransform`: count passes, re-orthonormalise when due.
+
+    Increments ``module.back_counter``; once it exceeds ``module.correction_interval`` the
+    counter restarts at ``np.random.randint(0, correction_interval) // 4`` (numpy's global
+    generator, as in FrEIA) and the rows of ``module.weights.data`` are re-orthonormalised in
+    place. ``.data`` is edited so that autograd's saved tensors stay valid. The gradients are
+    not changed.
+    """
+    module.back_counter += 1
+    if module.back_counter > module.correction_interval:
+        module.back_counter = int(np.random.randint(0, module.correction_interval)) // 4
+        orth_correction(module.weights.data)
+
+
+def _fast_h(V: Tensor, stride: int = 2) -> Tensor:
+    r"""The product :math:`H(v_0) H(v_1) \cdots H(v_{d-1})` of Householder reflections.
+
+    :math:`H(v) = I - 2 v v^T / |v|^2`. ``V`` has shape ``(..., d, w)`` (row k is :math:`v_k`,
+    leading dims are batch dims); the result is ``(..., w, w)``. The product is accumulated one
+    reflection at a time, :math:`M \leftarrow M - 2 (M v)(v^T)/|v|^2`, in ``O(d w^2)`` per matrix.
+
+    Args:
+        V: the reflection vectors, at least 2-D.
+        stride: accepted for FrEIA's signature (its blocked algorithm's block size); any value
+            gives the same product, and ``d < stride`` is allowed.
+    """
+    if V.dim() < 2:
+        raise ValueError(f"_fast_h needs reflection vectors of shape (..., d, w), got {V.shape}.")
+    width = V.shape[-1]
+    product = torch.eye(width, dtype=V.dtype, device=V.device).expand(*V.shape[:-2], width, width)
+    for k in range(V.shape[-2]):
+        v = V[..., k, :]
+        scale = 2.0 / (v * v).sum(dim=-1)
+        product = product - scale[..., None, None] * (product @ v.unsqueeze(-1)) * v.unsqueeze(-2)
+    return product
+
+
+def atan_log_scale(scaling: Tensor, clamp: float) -> Tensor:
+    """``clamp * 0.636 * atan(scaling / clamp)``: FrEIA's soft clamp of the log-scale."""
+    return clamp * 0.636 * torch.atan(scaling / clamp)
+
+
+def rotate(x: Tensor, W: Tensor, rev: bool) -> Tensor:
+    """``x @ W`` (``x @ Wᵀ`` when ``rev``) with one ``W`` for all, or one per sample (D20)."""
+    matrix = W.transpose(-1, -2) if rev else W
+    return torch.matmul(x.unsqueeze(-2), matrix).squeeze(-2)
+
+
+# --- OrthogonalTransform ---------------------------------------------------------------------
+
+
+class OrthogonalTransform(InvertibleModule):
+    r"""A learned orthogonal map with bias and a clamped scaling, for vectors.
+
+    Forward :math:`z = (x W + b) \odot e^{s}`, reverse :math:`x = (z \odot e^{-s} - b) W^T`,
+    with :math:`s = \text{clamp} \cdot 0.636 \cdot \operatorname{atan}(\text{scaling}/\text{clamp})`
+    and log-det :math:`\pm\sum_j s_j` (the bias is added *before* the scaling). The log-det and
+    the reverse assume :math:`W` orthogonal, so :math:`W` is kept orthogonal by a **training
+    side effect**: every backward pass through the output calls :func:`correct_weights`, which
+    counts the pass and, once the count exceeds ``correction_interval``, re-orthonormalises the
+    rows of ``weights`` in place (:func:`orth_correction`) and restarts the count at
+    ``np.random.randint(0, correction_interval) // 4`` (numpy's global RNG).
+    Forward calls never change the weights (in train or eval mode, with or without grad); only
+    a backward pass does, whatever the mode, as in FrEIA.
+
+    Initialisation (Appendix B order): ``back_counter = np.random.randint(0, interval) // 2``;
+    ``W`` = left singular vectors of :math:`A + A^T`, :math:`A` = ``randn(w, w)``;
+    ``bias = 0.05 randn(1, w)``; ``scaling = 0.02 randn(1, w)``.
+
+    Args:
+        dims_in: one vector shape ``[(w,)]``.
+        dims_c: must be empty (``forward`` takes no conditions).
+        correction_interval: backward passes between re-orthonormalisations (positive int).
+        clamp: bound of the soft clamp of the log-scale.
+
+    Raises:
+        ValueError: not a single vector input, conditions given, or a bad ``correction_interval``.
+    """
+
+    def __init__(
+        self,
+        dims_in: Iterable[Iterable[int]],
+        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        correction_interval: int = 256,
+        clamp: float = 5.0,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        width = vector_width("OrthogonalTransform", self.dims_in)
+        if self.dims_c:
+            raise ValueError(f"OrthogonalTransform takes no conditions, got dims_c={self.dims_c}.")
+        if not _is_int(correction_interval) or correction_interval < 1:
+            raise ValueError(
+                f"OrthogonalTransform: correction_interval must be a positive int, got "
+                f"{correction_interval!r}."
+            )
+        self.width = width
+        self.clamp = clamp
+        self.correction_interval = int(correction_interval)
+        self.back_counter = int(np.random.randint(0, self.correction_interval)) // 2
+        A = torch.randn(width, width)
+        self.weights = nn.Parameter(torch.linalg.svd(A + A.t())[0])
+        self.bias = nn.Parameter(0.05 * torch.randn(1, width))
+        self.scaling = nn.Parameter(0.02 * torch.randn(1, width))
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[List[Tensor], Tensor]:
+        """Rotate, shift and scale (or undo it when ``rev``); log-det always returned, ``(B,)``."""
+        log_scale = atan_log_scale(self.scaling, self.clamp)
+        if rev:
+            y = (x[0] * torch.exp(-log_scale) - self.bias) @ self.weights.t()
+            log_det = -log_scale.sum()
+        else:
+            y = (x[0] @ self.weights + self.bias) * torch.exp(log_scale)
+            log_det = log_scale.sum()
+        if y.requires_grad:
+            y.register_hook(self._after_backward)
+        return [y], zero_log_det(y) + log_det
+
+    def _after_backward(self, grad: Tensor) -> None:
+        """Tensor hook on the output: runs :func:`correct_weights` once per backward pass."""
+        correct_weights(self, (grad,), (grad,))
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape, unchanged (one vector input only)."""
+        return [(vector_width("OrthogonalTransform", input_dims),)]
+
+
+# --- HouseholderPerm -------------------------------------------------------------------------
+
+
+def _fixed_matrix(module: HouseholderPerm, c: Optional[Sequence[Tensor]]) -> Tensor:
+    """The product stored at construction (``fixed=True``)."""
+    return module.W
+
+
+def _learned_matrix(module: HouseholderPerm, c: Optional[Sequence[Tensor]]) -> Tensor:
+    """The product of the learned reflections ``Vs``."""
+    return _fast_h(module.Vs)
+
+
+def _conditional_matrix(module: HouseholderPerm, c: Optional[Sequence[Tensor]]) -> Tensor:
+    """One product per sample from the condition, reshaped to ``(B, w, K)`` and transposed."""
+    if c is None or len(c) != 1:
+        got = "no condition" if not c else f"{len(c)} conditions"
+        raise ValueError(f"The conditional HouseholderPerm needs exactly one condition, got {got}.")
+    vectors = c[0].reshape(-1, module.width, module.n_reflections).transpose(-1, -2)
+    return _fast_h(vectors)
+
+
+MatrixGetter = Callable[["HouseholderPerm", Optional[Sequence[Tensor]]], Tensor]
+
+
+class HouseholderPerm(InvertibleModule):
+    r"""An orthogonal map of vectors, a product of ``K`` Householder reflections.
+
+    :math:`W = H(v_0) \cdots H(v_{K-1})`, :math:`H(v) = I - 2 v v^T/|v|^2`; forward
+    :math:`y = x W`, reverse :math:`x = y W^T`; log-det 0, returned as a ``(B,)`` tensor.
+    Three modes:
+
+    * learned (default): ``Vs`` (``(K, w)`` parameter, row k is :math:`v_k`), initialised to
+      ``(eye(w, K) + 0.1 randn(w, K))ᵀ``;
+    * ``fixed=True``: ``Vs = randn(w, K)ᵀ`` and ``W`` is computed once and stored as a frozen
+      parameter under both ``W`` and ``weight`` (the same tensor). As in FrEIA, ``Vs`` stays a
+      trainable parameter that is not used;
+    * conditional (one condition with ``w·K`` elements): sample b uses the reflections
+      ``c[0][b].reshape(w, K)ᵀ``, i.e. its own :math:`W_b` (D20; FrEIA crashed). No parameters.
+
+    Args:
+        dims_in: one vector shape ``[(w,)]``.
+        dims_c: ``None``/empty, or exactly one condition shape with ``w·n_reflections`` elements.
+        n_reflections: number of reflections ``K >= 1`` (FrEIA required ``K >= 2``, so its default
+            1 always raised; a single reflection is accepted here).
+        fixed: freeze a random product at construction (not with a condition).
+
+    References:
+        Tomczak & Welling, "Improving Variational Auto-Encoders using Householder Flow", 2016.
+
+    Raises:
+        ValueError: for every bad argument (``n_reflections < 1`` or not an int, a non-vector
+            input, more than one condition, a condition of the wrong size, ``fixed`` with a
+            condition).
+    """
+
+    def __init__(
+        self,
+        dims_in: Iterable[Iterable[int]],
+        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        n_reflections: int = 1,
+        fixed: bool = False,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        if not _is_int(n_reflections) or n_reflections < 1:
+            raise ValueError(
+                f"HouseholderPerm needs at least 1 householder reflection (an int), got "
+                f"n_reflections={n_reflections!r}."
+            )
+        self.width = vector_width("HouseholderPerm", self.dims_in)
+        self.n_reflections = int(n_reflections)
+        self.fixed = bool(fixed)
+        self.conditional = len(self.dims_c) > 0
+        self._matrix: MatrixGetter = _conditional_matrix
+        if self.conditional:
+            self._check_condition()
+        else:
+            self._init_reflections()
+
+    def _init_reflections(self) -> None:
+        """``Vs`` (and, when ``fixed``, ``W``/``weight``) with FrEIA's draws (Appendix B)."""
+        shape = (self.width, self.n_reflections)
+        # randn(w, K) is the same draw as FrEIA's randn_like(eye(w, K)) of the learned mode
+        init = torch.randn(shape) if self.fixed else torch.eye(*shape) + 0.1 * torch.randn(shape)
+        self.Vs = nn.Parameter(init.t().contiguous())
+        self._matrix = _learned_matrix
+        if self.fixed:
+            with torch.no_grad():
+                self.W = nn.Parameter(_fast_h(self.Vs), requires_grad=False)
+            self.weight = self.W  # FrEIA registers the same tensor under both names
+            self._matrix = _fixed_matrix
+
+    def _check_condition(self) -> None:
+        """One condition with ``width * n_reflections`` elements, and not ``fixed``."""
+        if len(self.dims_c) != 1:
+            raise ValueError(
+                f"HouseholderPerm takes exactly one condition (the reflection vectors), got "
+                f"dims_c={self.dims_c}."
+            )
+        if self.fixed:
+            raise ValueError("HouseholderPerm cannot be fixed and conditional at the same time.")
+        expected = self.width * self.n_reflections
+        if n_elements(self.dims_c[0]) != expected:
+            raise ValueError(
+                f"HouseholderPerm: the condition must hold width * n_reflections = "
+                f"{self.width} * {self.n_reflections} = {expected} elements per sample, got "
+                f"shape {self.dims_c[0]} ({n_elements(self.dims_c[0])} elements)."
+            )
+
+    def forward(
+        self,
+        x: Sequence[Tensor],
+        c: Optional[Sequence[Tensor]] = None,
+        rev: bool = False,
+        jac: bool = True,
+    ) -> Tuple[List[Tensor], Tensor]:
+        """``y = x W`` (``x Wᵀ`` when ``rev``), per sample in conditional mode; log-det 0."""
+        y = rotate(x[0], self._matrix(self, c), rev)
+        return [y], zero_log_det(y)
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape, unchanged (one vector input only)."""
+        return [(vector_width("HouseholderPerm", input_dims),)]
