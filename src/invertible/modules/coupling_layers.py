@@ -269,7 +269,40 @@ class RNVPCouplingBlock(_BaseCouplingBlock):
         return affine(x2, s, self._subnet_out("subnet_t1", u1, self.split_len2), rev)
 
 
-class GLOWCouplingBlock(_BaseCouplingBlock):
+class _GlowLayoutCoupling(_BaseCouplingBlock):
+    """Shared layout of GLOW and GIN: one subnet per half predicts ``[s_raw, t]`` together.
+
+    Subclasses choose the per-half transform in :meth:`_transform`.
+    """
+
+    def __init__(
+        self,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = [],  # noqa: B006 - FrEIA's default, never mutated
+        subnet_constructor: Optional[SubnetConstructor] = None,
+        clamp: float = 2.0,
+        clamp_activation: Union[str, ClampActivation] = "ATAN",
+        split_len: Union[float, int] = 0.5,
+    ) -> None:
+        super().__init__(dims_in, dims_c, clamp, clamp_activation, split_len=split_len)
+        l1, l2, cl = self.split_len1, self.split_len2, self.condition_length
+        self._build_subnets(subnet_constructor, subnet1=(l1 + cl, 2 * l2),
+                            subnet2=(l2 + cl, 2 * l1))
+
+    def _transform(self, x: Tensor, s: Tensor, t: Tensor, rev: bool) -> Tuple[Tensor, Tensor]:
+        """The affine map of one half and its log-det."""
+        raise NotImplementedError
+
+    def _coupling1(self, x1: Tensor, u2: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
+        s, t = self._scale_shift("subnet2", u2, self.split_len1)
+        return self._transform(x1, s, t, rev)
+
+    def _coupling2(self, x2: Tensor, u1: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
+        s, t = self._scale_shift("subnet1", u1, self.split_len2)
+        return self._transform(x2, s, t, rev)
+
+
+class GLOWCouplingBlock(_GlowLayoutCoupling):
     r"""Glow's affine coupling: one subnet per half predicts log-scale and shift together.
 
     ``[s2_raw, t2] = subnet2([x2, c])`` (the first ``l1`` channels are the raw log-scale, the
@@ -282,30 +315,11 @@ class GLOWCouplingBlock(_BaseCouplingBlock):
     NeurIPS 2018 (arXiv:1807.03039).
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = [],  # noqa: B006 - FrEIA's default, never mutated
-        subnet_constructor: Optional[SubnetConstructor] = None,
-        clamp: float = 2.0,
-        clamp_activation: Union[str, ClampActivation] = "ATAN",
-        split_len: Union[float, int] = 0.5,
-    ) -> None:
-        super().__init__(dims_in, dims_c, clamp, clamp_activation, split_len=split_len)
-        l1, l2, cl = self.split_len1, self.split_len2, self.condition_length
-        self._build_subnets(subnet_constructor, subnet1=(l1 + cl, 2 * l2),
-                            subnet2=(l2 + cl, 2 * l1))
-
-    def _coupling1(self, x1: Tensor, u2: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        s, t = self._scale_shift("subnet2", u2, self.split_len1)
-        return affine(x1, s, t, rev)
-
-    def _coupling2(self, x2: Tensor, u1: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        s, t = self._scale_shift("subnet1", u1, self.split_len2)
-        return affine(x2, s, t, rev)
+    def _transform(self, x: Tensor, s: Tensor, t: Tensor, rev: bool) -> Tuple[Tensor, Tensor]:
+        return affine(x, s, t, rev)
 
 
-class GINCouplingBlock(_BaseCouplingBlock):
+class GINCouplingBlock(_GlowLayoutCoupling):
     r"""GIN: Glow's coupling with the log-scale centred over channels, so volume preserving.
 
     As :class:`GLOWCouplingBlock`, but after clamping ``s <- s - mean(s, dim=1)``: the mean is
@@ -318,29 +332,9 @@ class GINCouplingBlock(_BaseCouplingBlock):
     Incompressible-flow Networks (GIN)", ICLR 2020 (arXiv:2001.04872).
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = [],  # noqa: B006 - FrEIA's default, never mutated
-        subnet_constructor: Optional[SubnetConstructor] = None,
-        clamp: float = 2.0,
-        clamp_activation: Union[str, ClampActivation] = "ATAN",
-        split_len: Union[float, int] = 0.5,
-    ) -> None:
-        super().__init__(dims_in, dims_c, clamp, clamp_activation, split_len=split_len)
-        l1, l2, cl = self.split_len1, self.split_len2, self.condition_length
-        self._build_subnets(subnet_constructor, subnet1=(l1 + cl, 2 * l2),
-                            subnet2=(l2 + cl, 2 * l1))
-
-    def _coupling1(self, x1: Tensor, u2: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        s, t = self._scale_shift("subnet2", u2, self.split_len1)
-        y1 = affine(x1, centre_channels(s), t, rev)[0]
-        return y1, zero_log_det(y1)
-
-    def _coupling2(self, x2: Tensor, u1: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        s, t = self._scale_shift("subnet1", u1, self.split_len2)
-        y2 = affine(x2, centre_channels(s), t, rev)[0]
-        return y2, zero_log_det(y2)
+    def _transform(self, x: Tensor, s: Tensor, t: Tensor, rev: bool) -> Tuple[Tensor, Tensor]:
+        y = affine(x, centre_channels(s), t, rev)[0]
+        return y, zero_log_det(y)
 
 
 class AffineCouplingOneSided(_BaseCouplingBlock):
