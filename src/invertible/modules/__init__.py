@@ -15,7 +15,16 @@ from .coupling_layers import (
 from .fixed_transforms import Fixed1x1Conv, FixedLinearTransform, InvertibleSigmoid, PermuteRandom
 from .gaussian_mixture import GaussianMixtureModel
 from .graph_topology import Concat, Concat1d, ConcatChannel, Split, Split1D, SplitChannel
+from .inv_auto_layers import (
+    InvAutoAct,
+    InvAutoActFixed,
+    InvAutoActTwoSided,
+    InvAutoConv2D,
+    InvAutoFC,
+    LearnedElementwiseScaling,
+)
 from .inverse import Inverse
+from .invertible_resnet import ActNorm, IResNetLayer
 from .orthogonal import HouseholderPerm, OrthogonalTransform
 from .reshapes import (
     Flatten,
@@ -40,6 +49,7 @@ _ALIASES = (BinnedSpline, BinnedSplineBase, Concat1d, Split1D, linear_spline,
             rational_quadratic_spline)
 
 __all__ = [
+    "ActNorm",
     "AffineCouplingOneSided",
     "AllInOneBlock",
     "Concat",
@@ -55,11 +65,18 @@ __all__ = [
     "HaarDownsampling",
     "HaarUpsampling",
     "HouseholderPerm",
+    "IResNetLayer",
     "IRevNetDownsampling",
     "IRevNetUpsampling",
+    "InvAutoAct",
+    "InvAutoActFixed",
+    "InvAutoActTwoSided",
+    "InvAutoConv2D",
+    "InvAutoFC",
     "Inverse",
     "InvertibleModule",
     "InvertibleSigmoid",
+    "LearnedElementwiseScaling",
     "LinearSpline",
     "NICECouplingBlock",
     "OrthogonalTransform",

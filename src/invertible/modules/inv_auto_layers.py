@@ -1,0 +1,312 @@
+"""Learned element-wise maps and the approximately invertible linear layers of InvAuto nets.
+
+References: Teng, Choromanska and Bojarski, "Invertible Autoencoder for domain adaptation",
+Computation 7(2), 2019.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any, Iterable, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._common import check_single_input, zero_log_det
+from ._elementwise import (
+    channel_param_shape,
+    scale_by_log,
+    symmetric_log_slope,
+    two_sided_log_slope,
+)
+from .base import InvertibleModule
+
+__all__ = [
+    "InvAutoAct",
+    "InvAutoActFixed",
+    "InvAutoActTwoSided",
+    "InvAutoConv2D",
+    "InvAutoFC",
+    "LearnedElementwiseScaling",
+]
+
+Shape = Tuple[int, ...]
+ShapeList = List[Shape]
+Dims = Iterable[Iterable[int]]
+
+_INTRACTABLE = (
+    "{}: the log-Jacobian-determinant is not tractable; 0.0 is returned. The layer is only "
+    "approximately invertible (its reverse uses the transposed weights), and the true log-det "
+    "only approaches 0 once training has made the weights orthogonal."
+)
+
+
+def _only_input(block: str, dims_in: ShapeList, dims_c: ShapeList) -> Shape:
+    """The single, unconditioned input's shape, which must have a channel axis."""
+    check_single_input(block, dims_in)
+    if dims_c:
+        raise ValueError(f"{block} takes no conditions (forward has no c), got dims_c={dims_c}.")
+    if len(dims_in[0]) == 0:
+        raise ValueError(f"{block} needs an input with a channel axis, got shape {dims_in[0]}.")
+    return dims_in[0]
+
+
+def _log_ones(value: float, shape: Shape, block: str, name: str) -> Tensor:
+    """``ln(value) * ones(shape)``, the initial log-slope or log-scale."""
+    if not value > 0:
+        raise ValueError(f"{block}: {name} must be positive (it is stored as a log), got {value}.")
+    return math.log(value) * torch.ones(shape)
+
+
+class InvAutoActTwoSided(InvertibleModule):
+    r"""Leaky-ReLU-like map with learned per-channel slopes on each side of 0.
+
+    :math:`y = x\,e^{\ell(x)}` with :math:`\ell = \alpha_+ + \tfrac12(\alpha_- - \alpha_+)(1 -
+    \operatorname{sign} x)`: :math:`\alpha_+` for x > 0, :math:`\alpha_-` for x < 0. The sign is
+    preserved, so the reverse :math:`x = y\,e^{-\ell(y)}` reuses ``sign(y)``. Log-det
+    :math:`\pm\sum \ell`.
+
+    Args:
+        dims_in: one input shape, channels first.
+        dims_c: must be empty.
+        init_pos: initial slope for positive inputs (``alpha_pos = ln init_pos``).
+        init_neg: initial slope for negative inputs (``alpha_neg = ln init_neg``).
+        learnable: ``False`` freezes both slopes.
+    """
+
+    def __init__(
+        self,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = None,
+        init_pos: float = 2.0,
+        init_neg: float = 0.5,
+        learnable: bool = True,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        shape = channel_param_shape(_only_input("InvAutoActTwoSided", self.dims_in, self.dims_c))
+        self.tensor_rank = len(self.dims_in[0])
+        self.alpha_pos = nn.Parameter(_log_ones(init_pos, shape, "InvAutoActTwoSided", "init_pos"))
+        self.alpha_neg = nn.Parameter(_log_ones(init_neg, shape, "InvAutoActTwoSided", "init_neg"))
+        self.alpha_pos.requires_grad_(learnable)
+        self.alpha_neg.requires_grad_(learnable)
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[List[Tensor], Tensor]:
+        """Scale each element by its side's slope (divide in reverse); log-det ``(B,)``."""
+        log_slope = two_sided_log_slope(x[0], self.alpha_pos, self.alpha_neg)
+        y, log_det = scale_by_log(x[0], log_slope, rev)
+        return [y], log_det
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape, unchanged."""
+        return input_dims
+
+
+class InvAutoAct(InvertibleModule):
+    r"""Leaky-ReLU-like map with one learned, symmetric log-slope per channel.
+
+    :math:`y = x\,e^{\alpha \operatorname{sign} x}`: positive values are multiplied by
+    :math:`e^\alpha`, negative ones divided by it; the reverse negates the exponent. Log-det
+    :math:`\pm\sum \alpha \operatorname{sign} x` over all non-batch elements.
+
+    Args:
+        dims_in: one input shape, channels first.
+        dims_c: must be empty.
+        slope_init: initial slope (``alpha = ln slope_init``).
+        learnable: ``False`` freezes ``alpha``.
+    """
+
+    def __init__(
+        self,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = None,
+        slope_init: float = 2.0,
+        learnable: bool = True,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        block = type(self).__name__
+        shape = channel_param_shape(_only_input(block, self.dims_in, self.dims_c))
+        self.tensor_rank = len(self.dims_in[0])
+        self.alpha = nn.Parameter(_log_ones(slope_init, shape, block, "slope_init"))
+        self.alpha.requires_grad_(learnable)
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[List[Tensor], Tensor]:
+        """Multiply positives by ``e^alpha`` and divide negatives (the opposite in reverse)."""
+        y, log_det = scale_by_log(x[0], symmetric_log_slope(x[0], self.alpha), rev)
+        return [y], log_det
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape, unchanged."""
+        return input_dims
+
+
+class InvAutoActFixed(InvAutoAct):
+    """Deprecated alias of :class:`InvAutoAct`; despite its name, the slopes stay learnable.
+
+    It takes :class:`InvAutoAct`'s arguments and warns (``UserWarning``) on construction; pass
+    ``learnable=False`` to :class:`InvAutoAct` for fixed slopes (FrEIA's behaviour, K14).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        warnings.warn(
+            "Deprecated: please use InvAutoAct with the learnable=False argument.",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+class LearnedElementwiseScaling(InvertibleModule):
+    r"""A learned scale per element: :math:`y = x\,e^{s}`, reverse :math:`x = y\,e^{-s}`.
+
+    ``s`` has the input's shape (one log-scale per element, not per channel). Log-det
+    :math:`+\sum s` forward and :math:`-\sum s` reverse, as a ``(B,)`` tensor (FrEIA returned
+    ``+\sum s`` in both directions, D17).
+
+    Args:
+        dims_in: one input shape.
+        dims_c: must be empty.
+        init_scale: initial scale (``s = ln init_scale``).
+    """
+
+    def __init__(
+        self, dims_in: Dims, dims_c: Optional[Dims] = None, init_scale: float = 1.0
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        shape = (1, *_only_input("LearnedElementwiseScaling", self.dims_in, self.dims_c))
+        s = _log_ones(init_scale, shape, "LearnedElementwiseScaling", "init_scale")
+        self.s = nn.Parameter(s)
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[List[Tensor], Tensor]:
+        """Multiply by ``e^s`` (divide in reverse)."""
+        y, log_det = scale_by_log(x[0], self.s, rev)
+        return [y], log_det
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """The input shape, unchanged."""
+        return input_dims
+
+
+class InvAutoFC(InvertibleModule):
+    r"""A fully connected layer whose "inverse" uses the transposed weights (approximate).
+
+    Forward :math:`y = x W^\top + b`, reverse :math:`x = (y - b) W`; this is the exact inverse
+    only when W is orthogonal (training is meant to drive it there). The log-det is reported as
+    0 with a ``UserWarning`` on every call with ``jac=True``, as in FrEIA. Vectors only.
+
+    Args:
+        dims_in: one input shape ``(C,)``.
+        dims_c: must be empty.
+        dims_out: output size (an int; default ``C``).
+    """
+
+    def __init__(
+        self, dims_in: Dims, dims_c: Optional[Dims] = None, dims_out: Optional[int] = None
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        _only_input("InvAutoFC", self.dims_in, self.dims_c)
+        self.dims_out = self.dims_in[0][0] if dims_out is None else int(dims_out)
+        self.output_dims(self.dims_in)  # validate at build time
+        weights = torch.randn(self.dims_out, self.dims_in[0][0])
+        self.weights = nn.Parameter(math.sqrt(1.0 / self.dims_out) * weights)
+        self.bias = nn.Parameter(torch.randn(1, self.dims_out))
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[List[Tensor], Tensor]:
+        """``x Wᵀ + b``, or ``(y - b) W`` in reverse; log-det zeros (not the true value)."""
+        if jac:
+            warnings.warn(_INTRACTABLE.format("InvAutoFC"), UserWarning, stacklevel=2)
+        out = (x[0] - self.bias) @ self.weights if rev else x[0] @ self.weights.t() + self.bias
+        return [out], zero_log_det(out)
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """``[(dims_out,)]``.
+
+        Raises:
+            ValueError: more than one input, or an input that is not 1-D.
+        """
+        check_single_input("InvAutoFC", input_dims)
+        if len(input_dims[0]) != 1:
+            raise ValueError(f"InvAutoFC works on 1-D (vector) inputs only, got {input_dims[0]}.")
+        return [(self.dims_out,)]
+
+
+def _conv_output_shape(shape: Shape, c_out: int, kernel_size: int, padding: int) -> Shape:
+    """Output shape of a stride-1 ``Conv2d`` with a square kernel."""
+    return (c_out, *(s + 2 * padding - kernel_size + 1 for s in shape[1:]))
+
+
+class InvAutoConv2D(InvertibleModule):
+    r"""A convolution whose "inverse" is the transposed convolution (approximate).
+
+    Forward :math:`y = w \star x + b` (``conv2d``, no bias, then a per-channel bias); reverse
+    :math:`x = w^\top \star (y - b)` (``conv_transpose2d`` with the same weights), the exact
+    inverse only when the convolution is orthogonal. Log-det reported as 0 with a
+    ``UserWarning`` when ``jac=True``. Images ``(C, H, W)`` only.
+
+    Args:
+        dims_in: one input shape ``(C, H, W)``.
+        dims_c: must be empty.
+        dims_out: the full output shape ``(C_out, H_out, W_out)`` (default: the input shape); it
+            must match what the convolution produces.
+        kernel_size: square kernel size.
+        padding: zero padding on each side.
+    """
+
+    def __init__(
+        self,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = None,
+        dims_out: Optional[Iterable[int]] = None,
+        kernel_size: int = 3,
+        padding: int = 1,
+    ) -> None:
+        super().__init__(dims_in, dims_c)
+        shape = _only_input("InvAutoConv2D", self.dims_in, self.dims_c)
+        self.dims_out = shape if dims_out is None else tuple(int(d) for d in dims_out)
+        self.kernel_size, self.padding = kernel_size, padding
+        self.output_dims(self.dims_in)  # validate at build time
+        expected = _conv_output_shape(shape, self.dims_out[0], kernel_size, padding)
+        if self.dims_out != expected:
+            raise ValueError(
+                f"InvAutoConv2D: dims_out {self.dims_out} does not match the output shape "
+                f"{expected} of a {kernel_size}x{kernel_size} convolution with padding {padding} "
+                f"on input {shape}."
+            )
+        c_out = self.dims_out[0]
+        self.conv2d = nn.Conv2d(shape[0], c_out, kernel_size, padding=padding, bias=False)
+        self.bias = nn.Parameter(torch.randn(1, self.dims_out[0], 1, 1))
+
+    def forward(
+        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+    ) -> Tuple[List[Tensor], Tensor]:
+        """``conv2d(x) + b``, or ``conv_transpose2d(y - b)`` in reverse; log-det zeros."""
+        if jac:
+            warnings.warn(_INTRACTABLE.format("InvAutoConv2D"), UserWarning, stacklevel=2)
+        if rev:
+            out = F.conv_transpose2d(x[0] - self.bias, self.conv2d.weight, padding=self.padding)
+        else:
+            out = self.conv2d(x[0]) + self.bias
+        return [out], zero_log_det(out)
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """``[dims_out]``.
+
+        Raises:
+            ValueError: more than one input, or an input that is not ``(C, H, W)``.
+        """
+        check_single_input("InvAutoConv2D", input_dims)
+        if len(input_dims[0]) != 3:
+            raise ValueError(
+                f"InvAutoConv2D works on image inputs (C, H, W) only, got {input_dims[0]}."
+            )
+        return [tuple(self.dims_out)]
