@@ -175,6 +175,7 @@ def test_negative_stride_slice_is_the_inverse_chain() -> None:
 
 
 def test_setitem_replaces_and_validates() -> None:
+    """D7: the error messages print the shapes they are about (FrEIA printed wrong ones)."""
     inn = SequenceINN(4)
     inn.append(Scale2)
     inn.append(CondShift, cond=0, cond_shape=(2,))

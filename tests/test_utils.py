@@ -64,3 +64,14 @@ def test_tuple_free_forward_and_batches() -> None:
     assert torch.equal(y2, 2 * x) and log_det2.shape == (10,)
     y3, _ = tuple_free_batch_forward(block, x, batch_size=3)
     assert torch.equal(y3, y) and log_det is not None
+
+
+def test_tuple_free_batch_forward_on_non_cpu_data() -> None:
+    """D25: FrEIA's non-CPU branch was broken; here it splits the data (meta stands in for GPU)."""
+    inn = SequenceINN(3)
+    inn.append(Scale2)
+    data = torch.empty(10, 3, device="meta")
+    out, log_det = tuple_free_batch_forward(inn, data, batch_size=4)
+    assert out.shape == (10, 3) and out.device.type == "meta" and log_det.shape == (10,)
+    with pytest.raises(ValueError, match="loader_kwargs can only be used with CPU data"):
+        tuple_free_batch_forward(inn, data, batch_size=4, loader_kwargs={"shuffle": False})
