@@ -376,14 +376,14 @@ def test_small_images_keep_warning_after_freia_correction() -> None:
 
 
 def test_conv_norm_bound_bounds_the_padded_convolution() -> None:
-    from invertible.modules.invertible_resnet import _conv_norm_bound
+    from invertible.modules._iresnet import conv_norm_bound
 
     torch.manual_seed(10)
     weight = torch.randn(3, 2, 3, 3, dtype=D)
     eye = torch.eye(2 * 16, dtype=D).reshape(-1, 2, 4, 4)
     padded = F.conv2d(eye, weight, padding=1).reshape(eye.shape[0], -1)
     exact = float(torch.linalg.matrix_norm(padded, ord=2))
-    bound = float(_conv_norm_bound(weight, (4, 4)))
+    bound = float(conv_norm_bound(weight, (4, 4)))
     assert exact <= bound + 1e-12 and bound < 1.5 * exact
 
 

@@ -78,6 +78,7 @@ def force_to(obj: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _force_to(obj: Any, args: tuple, kwargs: dict, active: set) -> Any:
+    """:func:`force_to` on ``obj``; ``active`` holds the ids of the containers being visited."""
     if isinstance(obj, Tensor):
         return obj.to(*args, **kwargs)
     if id(obj) in active:
@@ -160,6 +161,7 @@ def tuple_free_batch_forward(
 
 
 def _plot_label(node: Any) -> str:
+    """A node's label in :func:`plot_graph`: its module's class name, else the node type."""
     module = getattr(node, "module", None)
     return module._get_name() if module is not None else type(node).__name__
 

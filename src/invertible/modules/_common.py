@@ -1,26 +1,51 @@
-"""Small helpers shared by the built-in blocks: log-det zeros, conditions, input checks."""
+"""Small helpers shared by the built-in blocks: shapes, log-det zeros, conditions, input checks."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from math import prod
-from typing import List, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Type
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .._errors import InvertibleAssertionError
 
 __all__ = [
+    "Dims",
+    "Shape",
+    "ShapeList",
+    "SubnetConstructor",
     "cat_conditions",
+    "channel_input_shape",
+    "check_channels",
     "check_condition_shapes",
     "check_single_input",
+    "condition_list",
+    "frozen_parameter",
+    "is_int",
+    "is_tracing",
     "n_elements",
+    "require_no_conditions",
+    "same_shape",
+    "single_input_tensor",
     "sum_nonbatch",
+    "vector_size",
     "zero_log_det",
 ]
 
-ShapeList = List[Tuple[int, ...]]
+#: One tensor's shape, batch dimension excluded, e.g. ``(3, 32, 32)``.
+Shape = Tuple[int, ...]
+#: One shape per tensor, e.g. ``[(3, 32, 32)]``.
+ShapeList = List[Shape]
+#: What constructors accept as ``dims_in``/``dims_c`` before normalisation.
+Dims = Iterable[Iterable[int]]
+#: ``f(c_in, c_out) -> nn.Module``, called with two positional ints (a class, function or factory).
+SubnetConstructor = Callable[[int, int], nn.Module]
+
+
+# --- values -------------------------------------------------------------------------------------
 
 
 def zero_log_det(x: Tensor) -> Tensor:
@@ -45,12 +70,70 @@ def cat_conditions(x: Tensor, c: Sequence[Tensor]) -> Tensor:
     return torch.cat([x, *c], dim=1)
 
 
-def check_single_input(block: str, input_dims: ShapeList) -> None:
-    """Raise ``ValueError`` unless exactly one input shape is given."""
+def frozen_parameter(value: Tensor) -> nn.Parameter:
+    """FrEIA's way of storing a fixed tensor: ``nn.Parameter(value, requires_grad=False)``.
+
+    Used exactly where FrEIA's ``state_dict`` layout has such a parameter (spec Appendix A).
+    """
+    return nn.Parameter(value, requires_grad=False)
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is a Python or numpy integer (a ``bool`` is not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_tracing() -> bool:
+    """Whether ``torch.jit.trace`` or ``torch.compile``/``torch.export`` is tracing this call.
+
+    Value-dependent diagnostics (checks that read tensor values) are skipped then.
+    """
+    if torch.jit.is_tracing():
+        return True
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
+# --- build-time shape checks --------------------------------------------------------------------
+
+
+def check_single_input(
+    block: str, input_dims: ShapeList, error: Type[Exception] = ValueError
+) -> None:
+    """Raise ``error`` (``ValueError`` by default) unless exactly one input shape is given."""
     if len(input_dims) != 1:
-        raise ValueError(
+        raise error(
             f"{block} can only use 1 input, but got {len(input_dims)} input shapes: {input_dims}."
         )
+
+
+def same_shape(block: str, input_dims: ShapeList) -> ShapeList:
+    """``output_dims`` of a shape-preserving single-input block: the one shape, as int tuple."""
+    check_single_input(block, input_dims)
+    return [tuple(int(d) for d in input_dims[0])]
+
+
+def channel_input_shape(block: str, dims_in: ShapeList) -> Shape:
+    """The single input's shape, which must have at least a channel axis."""
+    check_single_input(block, dims_in)
+    if len(dims_in[0]) == 0:
+        raise ValueError(f"{block} needs an input with a channel axis, got shape {dims_in[0]}.")
+    return dims_in[0]
+
+
+def vector_size(block: str, dims_in: ShapeList) -> int:
+    """The size ``d`` of the single vector input ``[(d,)]``; ``ValueError`` otherwise."""
+    check_single_input(block, dims_in)
+    shape = tuple(int(d) for d in dims_in[0])
+    if len(shape) != 1:
+        raise ValueError(f"{block} works on vectors (d,) only, got an input of shape {shape}.")
+    return shape[0]
+
+
+def require_no_conditions(block: str, dims_c: ShapeList) -> None:
+    """Blocks whose ``forward`` takes no conditions reject a non-empty ``dims_c``."""
+    if dims_c:
+        raise ValueError(f"{block} takes no conditions, got dims_c={dims_c}.")
 
 
 def check_condition_shapes(block: str, dims_in: ShapeList, dims_c: ShapeList) -> None:
@@ -61,4 +144,46 @@ def check_condition_shapes(block: str, dims_in: ShapeList, dims_c: ShapeList) ->
                 f"{block}: condition {k} has shape {tuple(dc)}, but its dimensions after the "
                 f"channel axis must equal the input's {tuple(dims_in[0][1:])} "
                 f"(input shape {tuple(dims_in[0])})."
+            )
+
+
+# --- call-time checks (Python ints only, so tracing and compiling see no data branch) ----------
+
+
+def single_input_tensor(block: str, x: Sequence[Tensor]) -> Tensor:
+    """The one tensor of the sequence ``x``; ``ValueError`` for a bare tensor or another count."""
+    if isinstance(x, Tensor) or len(x) != 1:
+        got = "a bare tensor" if isinstance(x, Tensor) else f"{len(x)} tensors"
+        raise ValueError(f"{block} takes a list or tuple of exactly 1 input tensor, got {got}.")
+    return x[0]
+
+
+def condition_list(
+    block: str, c: Optional[Sequence[Tensor]], dims_c: ShapeList
+) -> List[Tensor]:
+    """The condition tensors as a list (a bare tensor means ``[c]``), one per ``dims_c`` entry.
+
+    Raises:
+        ValueError: the number of conditions differs from ``len(dims_c)``.
+    """
+    cs = [c] if isinstance(c, Tensor) else ([] if c is None else list(c))
+    if len(cs) != len(dims_c):
+        if not dims_c:
+            problem = "it has no conditions (dims_c=[]), so pass none"
+        else:
+            problem = "the condition is missing" if not cs else f"got {len(cs)} tensors"
+        raise ValueError(
+            f"{block} expects {len(dims_c)} condition(s) of shapes {dims_c}: {problem}."
+        )
+    return cs
+
+
+def check_channels(block: str, tensors: Sequence[Tensor], shapes: ShapeList) -> None:
+    """Raise ``ValueError`` unless each tensor has ``shape[0]`` channels (the input comes first)."""
+    for k, (t, shape) in enumerate(zip(tensors, shapes)):
+        if t.dim() < 2 or t.shape[1] != shape[0]:
+            what = "the input" if k == 0 else f"condition {k - 1}"
+            raise ValueError(
+                f"{block}: {what} must have shape (B, {', '.join(map(str, shape))}) with "
+                f"{shape[0]} channels, got shape {tuple(t.shape)}."
             )

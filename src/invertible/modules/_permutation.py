@@ -125,16 +125,18 @@ def householder_product(w0: Tensor, v: Tensor) -> Tensor:
     r"""``W = w_0 H(v_1) H(v_2) ... H(v_K)`` with ``H(v) = I - 2 v v^T / (v^T v)``.
 
     Each reflection is applied as the rank-one update ``W <- W - 2 (W v) v^T / (v^T v)``,
-    ``O(K C^2)`` instead of ``K`` dense ``C x C`` products.
+    ``O(K C^2)`` instead of ``K`` dense ``C x C`` products. Leading dims are batch dims (one
+    product per sample, e.g. the conditional ``HouseholderPerm``).
 
     Args:
-        w0: ``(C, C)`` starting matrix (a fixed rotation or permutation matrix).
-        v: ``(K, C)`` reflection vectors, one per row, applied in row order.
+        w0: ``(..., C, C)`` starting matrix (a fixed rotation, permutation or identity matrix).
+        v: ``(..., K, C)`` reflection vectors, one per row, applied in row order.
     """
     w = w0
-    for k in range(v.shape[0]):
-        vk = v[k]
-        w = w - torch.outer(w @ vk, vk) * (2.0 / torch.dot(vk, vk))
+    for k in range(v.shape[-2]):
+        vk = v[..., k, :]
+        scale = 2.0 / (vk * vk).sum(dim=-1)
+        w = w - scale[..., None, None] * (w @ vk.unsqueeze(-1)) * vk.unsqueeze(-2)
     return w
 
 

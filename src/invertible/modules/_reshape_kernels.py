@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import check_single_input
+from ._common import Shape, check_single_input
 
 __all__ = [
     "check_image_shape",
@@ -20,8 +20,6 @@ __all__ = [
     "unsqueeze_grouped",
     "unsqueeze_interleaved",
 ]
-
-Shape = Tuple[int, ...]
 
 # The four Haar bands of a 2x2 block [[p00, p01], [p10, p11]] (before the scale factor):
 # average, left minus right, top minus bottom, diagonal.

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import sum_nonbatch
+from ._common import is_tracing, sum_nonbatch
 
 __all__ = [
     "CORE_KEYS",
@@ -25,6 +25,7 @@ __all__ = [
     "constrain_identity_tails",
     "identity_tails",
     "knot_derivatives",
+    "knot_extras",
     "linear_spline",
     "linear_spline_fn",
     "rational_quadratic_spline",
@@ -140,8 +141,21 @@ def identity_tails(
     return v, torch.zeros_like(v)
 
 
+def knot_extras(keys: Sequence[str]) -> Tuple[Tuple[str, str, str], ...]:
+    """``(key, key_left, key_right)`` for every per-knot extra key (not in :data:`CORE_KEYS`).
+
+    Resolved once per block, so that :func:`binned_spline` compares no strings per call.
+    """
+    return tuple((k, f"{k}_left", f"{k}_right") for k in keys if k not in CORE_KEYS)
+
+
 def binned_spline(
-    x: Tensor, p: Params, spline: SplineFn, tails: TailsFn, rev: bool = False
+    x: Tensor,
+    p: Params,
+    spline: SplineFn,
+    tails: TailsFn,
+    rev: bool = False,
+    extras: Optional[Sequence[Tuple[str, str, str]]] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Apply a per-element binned spline to ``x`` of shape ``(B, ..., n)``; return it and a log-det.
 
@@ -151,6 +165,7 @@ def binned_spline(
     ``spline`` in the bin ``searchsorted(knots, v)`` (left side), the others through ``tails``.
     Outside elements enter ``spline`` at the first knot, a safe point, so no NaN reaches the
     gradients. The log-det is ``+-`` the sum of forward log-derivatives over all non-batch dims.
+    ``extras`` is :func:`knot_extras` of ``p``'s keys (computed here when ``None``).
     """
     w, h, left, bottom = p["widths"], p["heights"], p["left"], p["bottom"]
     kx = torch.cat([left, left + torch.cumsum(w, dim=-1)], dim=-1)
@@ -167,9 +182,9 @@ def binned_spline(
         "bottom": ky.gather(-1, lower).squeeze(-1),
         "top": ky.gather(-1, upper).squeeze(-1),
     }
-    for key in (k for k in p if k not in CORE_KEYS):
-        bin_params[f"{key}_left"] = p[key].gather(-1, lower).squeeze(-1)
-        bin_params[f"{key}_right"] = p[key].gather(-1, upper).squeeze(-1)
+    for key, key_left, key_right in knot_extras(list(p)) if extras is None else extras:
+        bin_params[key_left] = p[key].gather(-1, lower).squeeze(-1)
+        bin_params[key_right] = p[key].gather(-1, upper).squeeze(-1)
     y_in, log_d_in = spline(safe.squeeze(-1), bin_params, rev=rev)
     y_out, log_d_out = tails(v, w, h, left, bottom, rev)
     inside = inside.squeeze(-1)
@@ -178,17 +193,9 @@ def binned_spline(
     return y, -log_det if rev else log_det
 
 
-def _is_compiling() -> bool:
-    """Whether torch.jit tracing or torch.compile/export is tracing this call."""
-    if torch.jit.is_tracing():
-        return True
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling()) if is_compiling is not None else False
-
-
 def check_discriminant(disc: Tensor) -> None:
     """Raise ``RuntimeError`` if any discriminant is negative (skipped while tracing/compiling)."""
-    if _is_compiling() or disc.numel() == 0:
+    if is_tracing() or disc.numel() == 0:
         return
     if bool((disc < 0).any()):
         raise RuntimeError(

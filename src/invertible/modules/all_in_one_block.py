@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Sequence
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from collections.abc import Sequence
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._affine import affine
-from ._common import cat_conditions, check_condition_shapes, check_single_input, n_elements
+from ._common import (
+    Dims,
+    ShapeList,
+    SubnetConstructor,
+    cat_conditions,
+    channel_input_shape,
+    check_condition_shapes,
+    check_single_input,
+    frozen_parameter,
+    n_elements,
+)
 from ._permutation import (
     channel_matrix_function,
     householder_product,
@@ -27,7 +37,6 @@ from .base import InvertibleModule
 
 __all__ = ["AllInOneBlock"]
 
-ShapeList = List[Tuple[int, ...]]
 ScaleActivation = Callable[[Tensor], Tensor]
 
 #: Above this many channels, drawing a soft permutation is slow and a warning suggests hard ones.
@@ -133,11 +142,6 @@ def check_options(
         )
 
 
-def fixed_parameter(value: Tensor) -> nn.Parameter:
-    """FrEIA's frozen ``nn.Parameter(requires_grad=False)`` (kept for its state_dict layout)."""
-    return nn.Parameter(value, requires_grad=False)
-
-
 class AllInOneBlock(InvertibleModule):
     r"""Affine coupling + global affine map + channel permutation (FrEIA's ``AllInOneBlock``).
 
@@ -188,9 +192,9 @@ class AllInOneBlock(InvertibleModule):
 
     def __init__(
         self,
-        dims_in: Iterable[Iterable[int]],
-        dims_c: Optional[Iterable[Iterable[int]]] = None,
-        subnet_constructor: Optional[Callable[[int, int], nn.Module]] = None,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = None,
+        subnet_constructor: Optional[SubnetConstructor] = None,
         affine_clamping: float = 2.0,
         gin_block: bool = False,
         global_affine_init: float = 1.0,
@@ -221,10 +225,7 @@ class AllInOneBlock(InvertibleModule):
     def _init_shapes(self) -> None:
         """Split sizes, ranks and condition bookkeeping from ``dims_in``/``dims_c``."""
         name = type(self).__name__
-        check_single_input(name, self.dims_in)
-        if len(self.dims_in[0]) == 0:
-            raise ValueError(f"{name} needs a channel axis: got input shape {self.dims_in[0]}.")
-        channels = self.dims_in[0][0]
+        channels = channel_input_shape(name, self.dims_in)[0]
         self.input_rank = len(self.dims_in[0]) - 1
         self.sum_dims = tuple(range(1, 2 + self.input_rank))
         self.n_pixels = n_elements(self.dims_in[0][1:])
@@ -253,13 +254,13 @@ class AllInOneBlock(InvertibleModule):
             self.w_perm_inv = None
             # D19: FrEIA crashed for a hard permutation here; w_0 is then its one-hot matrix.
             w0 = drawn.to(dtype) if soft else one_hot_matrix(drawn, dtype)
-            self.w_0 = fixed_parameter(w0)
+            self.w_0 = frozen_parameter(w0)
         elif soft:
-            self.w_perm = fixed_parameter(matrix_kernel(drawn.to(dtype), self.input_rank))
-            self.w_perm_inv = fixed_parameter(matrix_kernel(drawn.t().to(dtype), self.input_rank))
+            self.w_perm = frozen_parameter(matrix_kernel(drawn.to(dtype), self.input_rank))
+            self.w_perm_inv = frozen_parameter(matrix_kernel(drawn.t().to(dtype), self.input_rank))
         else:
-            self.w_perm = fixed_parameter(drawn)
-            self.w_perm_inv = fixed_parameter(inverse_index(drawn))
+            self.w_perm = frozen_parameter(drawn)
+            self.w_perm_inv = frozen_parameter(inverse_index(drawn))
 
     def _permutation_weights(self) -> Tuple[Tensor, Tensor]:
         """``(w_perm, w_perm_inv)``; in Householder mode computed once here for the whole call."""

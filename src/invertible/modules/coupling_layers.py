@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Callable, Iterable, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._affine import (
     ClampActivation,
@@ -18,7 +18,19 @@ from ._affine import (
     split_lengths,
     split_scale_shift,
 )
-from ._common import cat_conditions, check_condition_shapes, check_single_input, zero_log_det
+from ._common import (
+    Dims,
+    ShapeList,
+    SubnetConstructor,
+    cat_conditions,
+    channel_input_shape,
+    check_channels,
+    check_condition_shapes,
+    condition_list,
+    same_shape,
+    single_input_tensor,
+    zero_log_det,
+)
 from .base import InvertibleModule
 
 __all__ = [
@@ -30,8 +42,6 @@ __all__ = [
     "RNVPCouplingBlock",
 ]
 
-Dims = Iterable[Iterable[int]]
-SubnetConstructor = Callable[[int, int], nn.Module]
 LogDet = Union[Tensor, float]
 
 
@@ -81,10 +91,7 @@ class _BaseCouplingBlock(InvertibleModule):
     ) -> None:
         super().__init__(dims_in, dims_c)
         block = type(self).__name__
-        check_single_input(block, self.dims_in)
-        if len(self.dims_in[0]) == 0:
-            raise ValueError(f"{block}: the input shape needs a channel axis, got dims_in=[()].")
-        self.channels = self.dims_in[0][0]
+        self.channels = channel_input_shape(block, self.dims_in)[0]
         self.ndims = len(self.dims_in[0])
         self.split_len1, self.split_len2 = split_lengths(block, self.channels, split_len)
         check_condition_shapes(block, self.dims_in, self.dims_c)
@@ -127,10 +134,9 @@ class _BaseCouplingBlock(InvertibleModule):
         """Transform half 2 given ``u1 = cat(half 1, *c)``; return it and its log-det."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _coupling2(...)")
 
-    def output_dims(self, input_dims: List[Tuple[int, ...]]) -> List[Tuple[int, ...]]:
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The output shape equals the input shape (exactly one input)."""
-        check_single_input(type(self).__name__, input_dims)
-        return [tuple(int(d) for d in input_dims[0])]
+        return same_shape(type(self).__name__, input_dims)
 
     def _build_subnets(self, subnet_constructor: Optional[SubnetConstructor],
                        **sizes: Tuple[int, int]) -> None:
@@ -171,33 +177,11 @@ class _BaseCouplingBlock(InvertibleModule):
         The channel checks are skipped under ``torch.jit.trace``, where sizes are traced tensors.
         """
         block = type(self).__name__
-        if isinstance(x, Tensor) or len(x) != 1:
-            got = "a bare tensor" if isinstance(x, Tensor) else f"{len(x)} tensors"
-            raise ValueError(f"{block} takes a list or tuple of exactly 1 input tensor, got {got}.")
-        cs = [c] if isinstance(c, Tensor) else ([] if c is None else list(c))
-        if len(cs) != len(self.dims_c):
-            if not self.dims_c:
-                problem = "it has no conditions (dims_c=[]), so pass none"
-            else:
-                problem = "the condition is missing" if not cs else f"got {len(cs)} tensors"
-            raise ValueError(
-                f"{block} expects {len(self.dims_c)} condition(s) of shapes {self.dims_c}: "
-                f"{problem}."
-            )
+        x_in = single_input_tensor(block, x)
+        cs = condition_list(block, c, self.dims_c)
         if not torch.jit.is_tracing():
-            _check_channels(block, [x[0], *cs], [self.dims_in[0], *self.dims_c])
-        return x[0], cs
-
-
-def _check_channels(block: str, tensors: List[Tensor], shapes: List[Tuple[int, ...]]) -> None:
-    """Raise ``ValueError`` unless each tensor has ``shape[0]`` channels (the input comes first)."""
-    for k, (t, shape) in enumerate(zip(tensors, shapes)):
-        if t.dim() < 2 or t.shape[1] != shape[0]:
-            what = "the input" if k == 0 else f"condition {k - 1}"
-            raise ValueError(
-                f"{block}: {what} must have shape (B, {', '.join(map(str, shape))}) with "
-                f"{shape[0]} channels, got shape {tuple(t.shape)}."
-            )
+            check_channels(block, [x_in, *cs], [self.dims_in[0], *self.dims_c])
+        return x_in, cs
 
 
 class NICECouplingBlock(_BaseCouplingBlock):
@@ -230,7 +214,31 @@ class NICECouplingBlock(_BaseCouplingBlock):
         return additive(x2, self._subnet_out("G", u1, self.split_len2), rev)
 
 
-class RNVPCouplingBlock(_BaseCouplingBlock):
+class _AffineCoupling(_BaseCouplingBlock):
+    """Shared constructor of the clamped affine couplings (FrEIA's common signature).
+
+    Builds ``name = subnet_constructor(c_in, c_out)`` for each entry of :meth:`_subnet_sizes`,
+    in its order (Appendix B). Arguments as in :class:`_BaseCouplingBlock`.
+    """
+
+    def __init__(
+        self,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = [],  # noqa: B006 - FrEIA's default, never mutated
+        subnet_constructor: Optional[SubnetConstructor] = None,
+        clamp: float = 2.0,
+        clamp_activation: Union[str, ClampActivation] = "ATAN",
+        split_len: Union[float, int] = 0.5,
+    ) -> None:
+        super().__init__(dims_in, dims_c, clamp, clamp_activation, split_len=split_len)
+        self._build_subnets(subnet_constructor, **self._subnet_sizes())
+
+    def _subnet_sizes(self) -> Dict[str, Tuple[int, int]]:
+        """``{name: (c_in, c_out)}`` of the subnets, in construction order."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _subnet_sizes()")
+
+
+class RNVPCouplingBlock(_AffineCoupling):
     r"""RealNVP coupling with separate scale and shift subnets.
 
     ``y1 = x1 * exp(s2) + t2`` with ``s2 = clamp * f_clamp(subnet_s2([x2, c]))``,
@@ -243,22 +251,11 @@ class RNVPCouplingBlock(_BaseCouplingBlock):
     (arXiv:1605.08803).
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = [],  # noqa: B006 - FrEIA's default, never mutated
-        subnet_constructor: Optional[SubnetConstructor] = None,
-        clamp: float = 2.0,
-        clamp_activation: Union[str, ClampActivation] = "ATAN",
-        split_len: Union[float, int] = 0.5,
-    ) -> None:
-        super().__init__(dims_in, dims_c, clamp, clamp_activation, split_len=split_len)
+    def _subnet_sizes(self) -> Dict[str, Tuple[int, int]]:
+        """``subnet_s1``, ``subnet_t1``: ``l1 + cl -> l2``; ``subnet_s2``, ``subnet_t2``: back."""
         l1, l2, cl = self.split_len1, self.split_len2, self.condition_length
-        self._build_subnets(
-            subnet_constructor,
-            subnet_s1=(l1 + cl, l2), subnet_t1=(l1 + cl, l2),
-            subnet_s2=(l2 + cl, l1), subnet_t2=(l2 + cl, l1),
-        )
+        return {"subnet_s1": (l1 + cl, l2), "subnet_t1": (l1 + cl, l2),
+                "subnet_s2": (l2 + cl, l1), "subnet_t2": (l2 + cl, l1)}
 
     def _coupling1(self, x1: Tensor, u2: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
         s = self._clamped(self._subnet_out("subnet_s2", u2, self.split_len1))
@@ -269,25 +266,16 @@ class RNVPCouplingBlock(_BaseCouplingBlock):
         return affine(x2, s, self._subnet_out("subnet_t1", u1, self.split_len2), rev)
 
 
-class _GlowLayoutCoupling(_BaseCouplingBlock):
+class _GlowLayoutCoupling(_AffineCoupling):
     """Shared layout of GLOW and GIN: one subnet per half predicts ``[s_raw, t]`` together.
 
     Subclasses choose the per-half transform in :meth:`_transform`.
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = [],  # noqa: B006 - FrEIA's default, never mutated
-        subnet_constructor: Optional[SubnetConstructor] = None,
-        clamp: float = 2.0,
-        clamp_activation: Union[str, ClampActivation] = "ATAN",
-        split_len: Union[float, int] = 0.5,
-    ) -> None:
-        super().__init__(dims_in, dims_c, clamp, clamp_activation, split_len=split_len)
+    def _subnet_sizes(self) -> Dict[str, Tuple[int, int]]:
+        """``subnet1: l1 + cl -> 2 l2``, ``subnet2: l2 + cl -> 2 l1``."""
         l1, l2, cl = self.split_len1, self.split_len2, self.condition_length
-        self._build_subnets(subnet_constructor, subnet1=(l1 + cl, 2 * l2),
-                            subnet2=(l2 + cl, 2 * l1))
+        return {"subnet1": (l1 + cl, 2 * l2), "subnet2": (l2 + cl, 2 * l1)}
 
     def _transform(self, x: Tensor, s: Tensor, t: Tensor, rev: bool) -> Tuple[Tensor, Tensor]:
         """The affine map of one half and its log-det."""
@@ -337,7 +325,7 @@ class GINCouplingBlock(_GlowLayoutCoupling):
         return y, zero_log_det(y)
 
 
-class AffineCouplingOneSided(_BaseCouplingBlock):
+class AffineCouplingOneSided(_AffineCoupling):
     r"""Half a Glow block: only half 2 is transformed, half 1 passes through unchanged.
 
     ``[s_raw, t] = subnet([x1, c])``, ``s = clamp * f_clamp(s_raw)``,
@@ -348,18 +336,9 @@ class AffineCouplingOneSided(_BaseCouplingBlock):
     (arXiv:1605.08803).
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = [],  # noqa: B006 - FrEIA's default, never mutated
-        subnet_constructor: Optional[SubnetConstructor] = None,
-        clamp: float = 2.0,
-        clamp_activation: Union[str, ClampActivation] = "ATAN",
-        split_len: Union[float, int] = 0.5,
-    ) -> None:
-        super().__init__(dims_in, dims_c, clamp, clamp_activation, split_len=split_len)
-        l1, l2, cl = self.split_len1, self.split_len2, self.condition_length
-        self._build_subnets(subnet_constructor, subnet=(l1 + cl, 2 * l2))
+    def _subnet_sizes(self) -> Dict[str, Tuple[int, int]]:
+        """``subnet: l1 + cl -> 2 l2``."""
+        return {"subnet": (self.split_len1 + self.condition_length, 2 * self.split_len2)}
 
     def forward(
         self,
@@ -376,7 +355,7 @@ class AffineCouplingOneSided(_BaseCouplingBlock):
         return (torch.cat((x1, y2), dim=1),), log_det
 
 
-class ConditionalAffineTransform(_BaseCouplingBlock):
+class ConditionalAffineTransform(_AffineCoupling):
     r"""Affine map of the whole input whose coefficients depend only on the conditions (SPADE-like).
 
     ``[s_raw, t] = subnet(cat(c, dim=1))``, ``s = clamp * f_clamp(s_raw)``,
@@ -391,21 +370,13 @@ class ConditionalAffineTransform(_BaseCouplingBlock):
         ValueError: without a condition.
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = [],  # noqa: B006 - FrEIA's default, never mutated
-        subnet_constructor: Optional[SubnetConstructor] = None,
-        clamp: float = 2.0,
-        clamp_activation: Union[str, ClampActivation] = "ATAN",
-        split_len: Union[float, int] = 0.5,
-    ) -> None:
-        super().__init__(dims_in, dims_c, clamp, clamp_activation, split_len=split_len)
+    def _subnet_sizes(self) -> Dict[str, Tuple[int, int]]:
+        """``subnet: cl -> 2 C``; ``ValueError`` without a condition."""
         if not self.conditional:
             raise ValueError(
                 "ConditionalAffineTransform must have a condition (pass dims_c=[(channels, ...)])."
             )
-        self._build_subnets(subnet_constructor, subnet=(self.condition_length, 2 * self.channels))
+        return {"subnet": (self.condition_length, 2 * self.channels)}
 
     def forward(
         self,

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import check_single_input, sum_nonbatch, zero_log_det
+from ._common import (
+    Dims,
+    Shape,
+    ShapeList,
+    channel_input_shape,
+    check_single_input,
+    frozen_parameter,
+    require_no_conditions,
+    same_shape,
+    sum_nonbatch,
+    vector_size,
+    zero_log_det,
+)
 from .base import InvertibleModule
 
 __all__ = ["Fixed1x1Conv", "FixedLinearTransform", "InvertibleSigmoid", "PermuteRandom"]
-
-Shape = Tuple[int, ...]
-ShapeList = List[Shape]
 
 
 def draw_permutation(n: int, seed: Optional[int]) -> np.ndarray:
@@ -28,25 +37,6 @@ def draw_permutation(n: int, seed: Optional[int]) -> np.ndarray:
     if seed is None:
         return np.random.permutation(n)
     return np.random.RandomState(seed).permutation(n)
-
-
-def frozen(t: Tensor) -> nn.Parameter:
-    """FrEIA's way of storing a fixed tensor: ``nn.Parameter(t, requires_grad=False)``."""
-    return nn.Parameter(t, requires_grad=False)
-
-
-def require_no_conditions(block: str, dims_c: ShapeList) -> None:
-    """Blocks whose ``forward`` has no ``c`` parameter cannot be given conditions."""
-    if dims_c:
-        raise ValueError(f"{block} takes no conditions, got dims_c={dims_c}.")
-
-
-def channel_shape(block: str, dims_in: ShapeList) -> Shape:
-    """The single input's shape, which must have at least a channel axis."""
-    check_single_input(block, dims_in)
-    if len(dims_in[0]) == 0:
-        raise ValueError(f"{block} needs an input with a channel axis, got shape {dims_in[0]}.")
-    return dims_in[0]
 
 
 def checked_matrix(block: str, M: Any, size: int) -> Tensor:
@@ -99,17 +89,17 @@ class PermuteRandom(InvertibleModule):
 
     def __init__(
         self,
-        dims_in: Iterable[Iterable[int]],
-        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = None,
         seed: Optional[int] = None,
     ) -> None:
         super().__init__(dims_in, dims_c)
         require_no_conditions("PermuteRandom", self.dims_c)
-        self.in_channels = channel_shape("PermuteRandom", self.dims_in)[0]
+        self.in_channels = channel_input_shape("PermuteRandom", self.dims_in)[0]
         self.seed = seed
         perm = torch.from_numpy(draw_permutation(self.in_channels, seed)).long()
-        self.perm = frozen(perm)
-        self.perm_inv = frozen(torch.argsort(perm))
+        self.perm = frozen_parameter(perm)
+        self.perm_inv = frozen_parameter(torch.argsort(perm))
 
     def forward(
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
@@ -121,8 +111,7 @@ class PermuteRandom(InvertibleModule):
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape, unchanged."""
-        check_single_input("PermuteRandom", input_dims)
-        return [tuple(int(d) for d in input_dims[0])]
+        return same_shape("PermuteRandom", input_dims)
 
 
 class FixedLinearTransform(InvertibleModule):
@@ -144,21 +133,19 @@ class FixedLinearTransform(InvertibleModule):
 
     def __init__(
         self,
-        dims_in: Iterable[Iterable[int]],
-        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = None,
         M: Any = None,
         b: Any = None,
     ) -> None:
         super().__init__(dims_in, dims_c)
         require_no_conditions("FixedLinearTransform", self.dims_c)
-        shape = channel_shape("FixedLinearTransform", self.dims_in)
-        if len(shape) != 1:
-            raise ValueError(f"FixedLinearTransform works on vectors (d,), got shape {shape}.")
-        matrix = checked_matrix("FixedLinearTransform", M, shape[0])
+        size = vector_size("FixedLinearTransform", self.dims_in)
+        matrix = checked_matrix("FixedLinearTransform", M, size)
         m_t, m_inv, log_det = transpose_inverse_log_det(matrix)
         self.register_buffer("M", m_t)
         self.register_buffer("M_inv", m_inv)
-        self.register_buffer("b", self._offset(b, shape[0], matrix.dtype))
+        self.register_buffer("b", self._offset(b, size, matrix.dtype))
         self.register_buffer("logDetM", log_det)
 
     @staticmethod
@@ -186,8 +173,7 @@ class FixedLinearTransform(InvertibleModule):
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape, unchanged."""
-        check_single_input("FixedLinearTransform", input_dims)
-        return [tuple(int(d) for d in input_dims[0])]
+        return same_shape("FixedLinearTransform", input_dims)
 
 
 class Fixed1x1Conv(InvertibleModule):
@@ -208,8 +194,8 @@ class Fixed1x1Conv(InvertibleModule):
 
     def __init__(
         self,
-        dims_in: Iterable[Iterable[int]],
-        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = None,
         M: Any = None,
     ) -> None:
         super().__init__(dims_in, dims_c)
@@ -217,12 +203,13 @@ class Fixed1x1Conv(InvertibleModule):
         shape = self._image_shape(self.dims_in)
         channels = shape[0]
         m_t, m_inv, log_det = transpose_inverse_log_det(checked_matrix("Fixed1x1Conv", M, channels))
-        self.M = frozen(m_t.reshape(channels, channels, 1, 1))
-        self.M_inv = frozen(m_inv.reshape(channels, channels, 1, 1))
-        self.logDetM = frozen(log_det)
+        self.M = frozen_parameter(m_t.reshape(channels, channels, 1, 1))
+        self.M_inv = frozen_parameter(m_inv.reshape(channels, channels, 1, 1))
+        self.logDetM = frozen_parameter(log_det)
 
     @staticmethod
     def _image_shape(input_dims: ShapeList) -> Shape:
+        """The single input's ``(C, H, W)``; ``ValueError`` for other counts or ranks."""
         check_single_input("Fixed1x1Conv", input_dims)
         shape = tuple(int(d) for d in input_dims[0])
         if len(shape) != 3:
@@ -263,7 +250,7 @@ class InvertibleSigmoid(InvertibleModule):
         **kwargs: passed to :class:`InvertibleModule` (e.g. ``dims_c``; conditions are ignored).
     """
 
-    def __init__(self, dims_in: Iterable[Iterable[int]], **kwargs: Any) -> None:
+    def __init__(self, dims_in: Dims, **kwargs: Any) -> None:
         super().__init__(dims_in, **kwargs)
         check_single_input("InvertibleSigmoid", self.dims_in)
 
@@ -283,5 +270,4 @@ class InvertibleSigmoid(InvertibleModule):
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape, unchanged."""
-        check_single_input("InvertibleSigmoid", input_dims)
-        return [tuple(int(d) for d in input_dims[0])]
+        return same_shape("InvertibleSigmoid", input_dims)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .._errors import InvertibleAssertionError
-from ._common import check_single_input
+from ._common import Dims, ShapeList, is_int, same_shape, vector_size
 from .base import InvertibleModule
 
 __all__ = ["GaussianMixtureModel"]
 
-Shape = Tuple[int, ...]
-ShapeList = List[Shape]
 Conditions = Tuple[Tensor, Tensor, Tensor, Any]
 
 
@@ -59,7 +56,7 @@ def select_component(t: Tensor, index: Tensor) -> Tensor:
 
 def component_index(block: str, i: Any, w: Tensor) -> Tensor:
     """The chosen component per sample (int64 ``(B,)``) from a tensor, or an int seed."""
-    if isinstance(i, numbers.Integral) and not isinstance(i, bool):
+    if is_int(i):
         i = GaussianMixtureModel.pick_mixture_component(w, seed=int(i))
     if not isinstance(i, Tensor):
         raise TypeError(
@@ -107,15 +104,10 @@ class GaussianMixtureModel(InvertibleModule):
     """
 
     def __init__(
-        self, dims_in: Iterable[Iterable[int]], dims_c: Optional[Iterable[Iterable[int]]]
+        self, dims_in: Dims, dims_c: Optional[Dims]
     ) -> None:
         super().__init__(dims_in, dims_c)
-        check_single_input("GaussianMixtureModel", self.dims_in)
-        if len(self.dims_in[0]) != 1:
-            raise ValueError(
-                f"GaussianMixtureModel works on vectors (d,), got shape {self.dims_in[0]}."
-            )
-        d = self.dims_in[0][0]
+        d = vector_size("GaussianMixtureModel", self.dims_in)
         self._check_dims_c(d)
         ones = torch.ones(d, d, dtype=torch.bool)
         self.register_buffer("mask_upper", torch.triu(ones, diagonal=1), persistent=False)
@@ -175,8 +167,7 @@ class GaussianMixtureModel(InvertibleModule):
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape ``[(d,)]`` (the fixed-component form)."""
-        check_single_input("GaussianMixtureModel", input_dims)
-        return [tuple(int(s) for s in input_dims[0])]
+        return same_shape("GaussianMixtureModel", input_dims)
 
     @staticmethod
     def pick_mixture_component(w: Tensor, seed: Optional[int] = None) -> Tensor:
@@ -187,7 +178,7 @@ class GaussianMixtureModel(InvertibleModule):
         ``sum(u > cumsum(w))`` (clamped to ``K - 1`` against rounding in the cumulative sum).
         """
         generator = torch.Generator(device=w.device)
-        if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        if is_int(seed):
             generator.manual_seed(int(seed))
         else:
             generator.seed()

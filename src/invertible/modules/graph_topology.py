@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Sequence
-from typing import Any, Iterable, List, Tuple, Union
+from typing import Any, List, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from .._errors import InvertibleAssertionError
-from ._common import zero_log_det
+from ._common import Dims, Shape, ShapeList, is_int, zero_log_det
 from .base import InvertibleModule
 
 __all__ = ["Concat", "Concat1d", "ConcatChannel", "Split", "Split1D", "SplitChannel"]
 
-Shape = Tuple[int, ...]
-ShapeList = List[Shape]
 SectionSizes = Union[None, int, Sequence[int]]
 
 
@@ -28,7 +25,7 @@ def normalise_dim(block: str, dim: Any, shape: Shape) -> int:
         InvertibleAssertionError: ``dim`` is not an int or out of range for ``shape`` (D27).
     """
     rank = len(shape)
-    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
+    if not is_int(dim):
         raise InvertibleAssertionError(f"{block}: dim must be an int, got {dim!r}.")
     if not -rank <= int(dim) < rank:
         raise InvertibleAssertionError(
@@ -38,13 +35,9 @@ def normalise_dim(block: str, dim: Any, shape: Shape) -> int:
     return int(dim) % rank
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def equal_sections(length: int, n_sections: Any) -> List[int]:
     """Sizes of ``n_sections`` near-equal parts of ``length``, larger ones first (array_split)."""
-    if not _is_int(n_sections) or n_sections < 2 or n_sections > length:
+    if not is_int(n_sections) or n_sections < 2 or n_sections > length:
         raise InvertibleAssertionError(
             f"Split: n_sections must be an int with 2 <= n_sections <= {length} (the length of "
             f"the split axis), got {n_sections!r}."
@@ -57,7 +50,7 @@ def equal_sections(length: int, n_sections: Any) -> List[int]:
 
 def listed_sections(length: int, sizes: Sequence[Any]) -> List[int]:
     """Validate explicit section sizes; add a final section if they do not fill ``length``."""
-    if not all(_is_int(s) and s > 0 for s in sizes) or len(sizes) == 0:
+    if not all(is_int(s) and s > 0 for s in sizes) or len(sizes) == 0:
         raise InvertibleAssertionError(
             f"Split: section_sizes must be positive ints, got {list(sizes)!r}."
         )
@@ -83,7 +76,7 @@ def section_sizes_for(length: int, section_sizes: SectionSizes, n_sections: Any)
     """Resolve Split's three ways of giving sections into a list of sizes summing to ``length``."""
     if section_sizes is None:
         return equal_sections(length, n_sections)
-    if _is_int(section_sizes):
+    if is_int(section_sizes):
         if not 0 < section_sizes < length:
             raise InvertibleAssertionError(
                 f"Split: an int section_sizes must satisfy 0 < section_sizes < {length} (the "
@@ -125,7 +118,7 @@ class Split(InvertibleModule):
 
     def __init__(
         self,
-        dims_in: Iterable[Iterable[int]],
+        dims_in: Dims,
         section_sizes: SectionSizes = None,
         n_sections: int = 2,
         dim: int = 0,
@@ -202,7 +195,7 @@ class Concat(InvertibleModule):
             axis other than ``dim``, or ``dim`` out of range.
     """
 
-    def __init__(self, dims_in: Iterable[Iterable[int]], dim: int = 0) -> None:
+    def __init__(self, dims_in: Dims, dim: int = 0) -> None:
         super().__init__(dims_in)
         check_concat_ranks(self.dims_in)
         self.dim = normalise_dim("Concat", dim, self.dims_in[0])
@@ -232,42 +225,40 @@ class Concat(InvertibleModule):
         return [first[: self.dim] + (total,) + first[self.dim + 1 :]]
 
 
-def _warn_deprecated(name: str, replacement: str) -> None:
-    warnings.warn(
-        f"{name} is deprecated and will be removed in the public release. "
-        f"Use {replacement} instead.",
-        DeprecationWarning,
-        stacklevel=3,
-    )
+class _DeprecatedAlias:
+    """Mixin of the deprecated aliases: construction warns ``DeprecationWarning`` (K11)."""
+
+    _replacement = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        warnings.warn(
+            f"{type(self).__name__} is deprecated and will be removed in the public release. "
+            f"Use {self._replacement} instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(*args, **kwargs)
 
 
-class Split1D(Split):
+class Split1D(_DeprecatedAlias, Split):
     """Deprecated alias of :class:`Split` (warns ``DeprecationWarning``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _warn_deprecated(type(self).__name__, "Split")
-        super().__init__(*args, **kwargs)
+    _replacement = "Split"
 
 
-class SplitChannel(Split):
+class SplitChannel(_DeprecatedAlias, Split):
     """Deprecated alias of :class:`Split` (warns ``DeprecationWarning``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _warn_deprecated(type(self).__name__, "Split")
-        super().__init__(*args, **kwargs)
+    _replacement = "Split"
 
 
-class Concat1d(Concat):
+class Concat1d(_DeprecatedAlias, Concat):
     """Deprecated alias of :class:`Concat` (warns ``DeprecationWarning``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _warn_deprecated(type(self).__name__, "Concat")
-        super().__init__(*args, **kwargs)
+    _replacement = "Concat"
 
 
-class ConcatChannel(Concat):
+class ConcatChannel(_DeprecatedAlias, Concat):
     """Deprecated alias of :class:`Concat` (warns ``DeprecationWarning``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _warn_deprecated(type(self).__name__, "Concat")
-        super().__init__(*args, **kwargs)
+    _replacement = "Concat"

@@ -15,7 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import check_single_input, zero_log_det
+from ._common import (
+    Dims,
+    Shape,
+    ShapeList,
+    channel_input_shape,
+    check_single_input,
+    require_no_conditions,
+    zero_log_det,
+)
 from ._elementwise import (
     channel_param_shape,
     scale_by_log,
@@ -33,10 +41,6 @@ __all__ = [
     "LearnedElementwiseScaling",
 ]
 
-Shape = Tuple[int, ...]
-ShapeList = List[Shape]
-Dims = Iterable[Iterable[int]]
-
 _INTRACTABLE = (
     "{}: the log-Jacobian-determinant is not tractable; 0.0 is returned. The layer is only "
     "approximately invertible (its reverse uses the transposed weights), and the true log-det "
@@ -46,12 +50,9 @@ _INTRACTABLE = (
 
 def _only_input(block: str, dims_in: ShapeList, dims_c: ShapeList) -> Shape:
     """The single, unconditioned input's shape, which must have a channel axis."""
-    check_single_input(block, dims_in)
-    if dims_c:
-        raise ValueError(f"{block} takes no conditions (forward has no c), got dims_c={dims_c}.")
-    if len(dims_in[0]) == 0:
-        raise ValueError(f"{block} needs an input with a channel axis, got shape {dims_in[0]}.")
-    return dims_in[0]
+    shape = channel_input_shape(block, dims_in)
+    require_no_conditions(block, dims_c)
+    return shape
 
 
 def _log_ones(value: float, shape: Shape, block: str, name: str) -> Tensor:

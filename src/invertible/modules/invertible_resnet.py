@@ -11,19 +11,34 @@ import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._errors import InvertibleAssertionError
-from ._common import check_single_input, n_elements, sum_nonbatch, zero_log_det
+from ._common import (
+    Dims,
+    ShapeList,
+    check_single_input,
+    is_tracing,
+    n_elements,
+    zero_log_det,
+)
 from ._elementwise import (
     actnorm_map,
     channel_mean_std,
     channel_param_shape,
     convert_old_actnorm_keys,
+)
+from ._iresnet import (
+    LAYER_KINDS,
+    check_iresnet_args,
+    fixed_point_inverse,
+    interleave_elu,
+    layer_norm_bounds,
+    power_iteration_norm,
+    power_series_log_det,
 )
 from .base import InvertibleModule
 
@@ -34,11 +49,6 @@ __all__ = [
     "power_iteration_norm",
     "power_series_log_det",
 ]
-
-Shape = Tuple[int, ...]
-ShapeList = List[Shape]
-Dims = Iterable[Iterable[int]]
-WeightOp = Callable[[Tensor, Tensor], Tensor]
 
 
 # --- ActNorm -----------------------------------------------------------------------------------
@@ -152,10 +162,7 @@ class ActNorm(InvertibleModule):
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape, unchanged (``AssertionError``/``ValueError`` for several inputs)."""
-        if len(input_dims) != 1:
-            raise InvertibleAssertionError(
-                f"ActNorm can only use 1 input, got {len(input_dims)} input shapes: {input_dims}."
-            )
+        check_single_input("ActNorm", input_dims, InvertibleAssertionError)
         return input_dims
 
     def load_state_dict(
@@ -176,123 +183,6 @@ class ActNorm(InvertibleModule):
         convert_old_actnorm_keys(state_dict, prefix, self.log_scale.shape, True)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._init_seen = False
-
-
-# --- i-ResNet kernels --------------------------------------------------------------------------
-
-
-def fixed_point_inverse(residual: nn.Module, y: Tensor, iterations: int) -> Tensor:
-    """Solve ``x + g(x) = y`` by ``x <- y - g(x)`` from ``x = y`` without gradients, then take one
-    step with gradients: ``y - g(x.detach())`` (FrEIA's recipe; exact when g is contractive)."""
-    with torch.no_grad():
-        x = y
-        for _ in range(iterations):
-            x = y - residual(x)
-    return y - residual(x.detach())
-
-
-def power_series_log_det(
-    residual: nn.Module, x: Tensor, terms: int, samples: int, create_graph: bool
-) -> Tensor:
-    r"""Hutchinson estimate of :math:`\ln\det(I + J_g(x)) = \sum_{k\ge1} (-1)^{k+1} tr(J_g^k)/k`.
-
-    The series is truncated after ``terms`` terms; each trace is
-    :math:`\mathbb{E}[v^\top J_g^k v]` over Rademacher ``v = sign(randn_like(x))`` (one draw per
-    sample, in order), averaged over ``samples``. The samples are evaluated as one batch.
-    ``x`` must require grad. Returns ``(B,)``.
-    """
-    noise = torch.stack([torch.sign(torch.randn_like(x)) for _ in range(samples)])
-    xs = x.unsqueeze(0).expand_as(noise).reshape(-1, *x.shape[1:])
-    v0 = noise.reshape_as(xs)
-    gx = residual(xs)
-    v, total = v0, xs.new_zeros(xs.shape[0])
-    for k in range(1, terms + 1):
-        v = torch.autograd.grad(gx, xs, v, retain_graph=True, create_graph=create_graph)[0]
-        total = total + ((-1) ** (k + 1) / k) * sum_nonbatch(v * v0)
-    return total.reshape(samples, -1).mean(dim=0)
-
-
-def _per_sample_norm(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1).norm(dim=1)
-
-
-def power_iteration_norm(
-    weight: Tensor, apply: WeightOp, adjoint: WeightOp, spatial: Shape, iterations: int,
-    batch: int,
-) -> Tensor:
-    """Spectral-norm estimate of ``apply(., weight)`` from ``batch`` random starts (0-d tensor).
-
-    ``iterations`` steps ``x <- adjoint(apply(x))`` (renormalised per sample, which changes
-    nothing but the rounding), then the largest ``|W x| / |x|`` over the batch.
-    """
-    x = torch.randn(batch, weight.shape[1], *spatial, dtype=weight.dtype, device=weight.device)
-    tiny = torch.finfo(weight.dtype).tiny
-    view = (-1,) + (1,) * (x.dim() - 1)
-    for _ in range(iterations):
-        x = adjoint(apply(x, weight), weight)
-        x = x / _per_sample_norm(x).clamp_min(tiny).reshape(view)
-    return (_per_sample_norm(apply(x, weight)) / _per_sample_norm(x).clamp_min(tiny)).max()
-
-
-def _dense_adjoint(y: Tensor, weight: Tensor) -> Tensor:
-    return F.linear(y, weight.t())
-
-
-def _dense_norm_bound(weight: Tensor, spatial: Shape) -> Tensor:
-    """Exact spectral norm of a dense layer's weight."""
-    return torch.linalg.matrix_norm(weight, ord=2)
-
-
-def _conv_norm_bound(weight: Tensor, spatial: Shape) -> Tensor:
-    """Upper bound of a padded stride-1 convolution's operator norm on ``spatial`` inputs.
-
-    The padded convolution is a crop of a circular one on the padded grid, whose norm is the
-    largest singular value of the kernel's 2-D DFT over all frequencies.
-    """
-    grid = [s + k - 1 for s, k in zip(spatial, weight.shape[2:])]
-    freq = torch.fft.fft2(weight, s=grid)
-    return torch.linalg.matrix_norm(freq.permute(2, 3, 0, 1), ord=2).max()
-
-
-def _dense_layer(c_in: int, c_out: int) -> nn.Module:
-    return nn.Linear(c_in, c_out)
-
-
-def _conv_layer(c_in: int, c_out: int) -> nn.Module:
-    return nn.Conv2d(c_in, c_out, 3, padding=1)
-
-
-# input rank -> (layer constructor, W x, W^T y (unpadded for convolutions), norm bound)
-_KINDS: Dict[int, Tuple[Callable[[int, int], nn.Module], WeightOp, WeightOp, Callable]] = {
-    1: (_dense_layer, F.linear, _dense_adjoint, _dense_norm_bound),
-    3: (_conv_layer, F.conv2d, F.conv_transpose2d, _conv_norm_bound),
-}
-
-
-def _check_iresnet_args(shape: Shape, hutchinson_samples: int, spectral_norm_max: float) -> None:
-    """IResNetLayer's argument checks (``AssertionError`` + ``ValueError`` where FrEIA asserts)."""
-    if len(shape) not in _KINDS:
-        raise ValueError(f"IResNetLayer works on vectors (C,) or images (C, H, W), got {shape}.")
-    if not 0 < spectral_norm_max <= 1:
-        raise InvertibleAssertionError(
-            f"IResNetLayer: spectral_norm_max must be in (0, 1], got {spectral_norm_max}."
-        )
-    if hutchinson_samples < 1:
-        raise ValueError(f"IResNetLayer: hutchinson_samples must be >= 1: {hutchinson_samples}.")
-
-
-def _interleave_elu(layers: List[nn.Module]) -> List[nn.Module]:
-    """``[l0, ELU, l1, ELU, ..., ln]``."""
-    modules: List[nn.Module] = []
-    for layer in layers:
-        modules += [layer, nn.ELU()]
-    return modules[:-1]
-
-
-def _tracing() -> bool:
-    """Whether a tracer, compiler or exporter is running (skip value-dependent diagnostics)."""
-    compiling = getattr(torch.compiler, "is_compiling", None)
-    return torch.jit.is_tracing() or bool(compiling is not None and compiling())
 
 
 # --- IResNetLayer ------------------------------------------------------------------------------
@@ -347,7 +237,7 @@ class IResNetLayer(InvertibleModule):
         super().__init__(dims_in, dims_c)
         check_single_input("IResNetLayer", self.dims_in)
         self.input_shape = self.dims_in[0]  # FrEIA overwrote dims_in with this (D21)
-        _check_iresnet_args(self.input_shape, hutchinson_samples, spectral_norm_max)
+        check_iresnet_args(self.input_shape, hutchinson_samples, spectral_norm_max)
         channels = self.input_shape[0]
         self.internal_size = 2 * channels if internal_size is None else int(internal_size)
         self.n_internal_layers = n_internal_layers
@@ -357,10 +247,10 @@ class IResNetLayer(InvertibleModule):
         self.lipschitz_iterations = lipschitz_iterations
         self.lipschitz_batchsize = lipschitz_batchsize
         self.spectral_norm_max = spectral_norm_max
-        make = _KINDS[len(self.input_shape)][0]
+        make = LAYER_KINDS[len(self.input_shape)][0]
         sizes = [channels] + [self.internal_size] * (n_internal_layers + 1) + [channels]
         self.layers = [make(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
-        self.residual = nn.Sequential(*_interleave_elu(self.layers))
+        self.residual = nn.Sequential(*interleave_elu(self.layers))
 
     @torch.no_grad()
     def lipschitz_correction(self) -> None:
@@ -369,7 +259,7 @@ class IResNetLayer(InvertibleModule):
         Power iteration from ``randn(lipschitz_batchsize, in, *S)`` (torch's global RNG, layer
         by layer); convolutions are probed without padding, as in FrEIA.
         """
-        _, apply, adjoint, _ = _KINDS[len(self.input_shape)]
+        _, apply, adjoint, _ = LAYER_KINDS[len(self.input_shape)]
         for layer in self.layers:
             sigma = power_iteration_norm(
                 layer.weight, apply, adjoint, self.input_shape[1:],
@@ -412,11 +302,10 @@ class IResNetLayer(InvertibleModule):
 
     def _warn_if_not_contractive(self) -> None:
         """Warn when Lip(g) <= prod of spectral norms is not below 1 (skipped when tracing)."""
-        if _tracing():
+        if is_tracing():
             return
-        with torch.no_grad():
-            bound, spatial = _KINDS[len(self.input_shape)][3], self.input_shape[1:]
-            norms = [float(bound(_svd_ready(m.weight), spatial)) for m in self.layers]
+        bound = LAYER_KINDS[len(self.input_shape)][3]
+        norms = layer_norm_bounds(self.layers, bound, self.input_shape[1:])
         if math.prod(norms) >= 1.0:
             warnings.warn(
                 f"IResNetLayer: the product of the residual layers' spectral norms "
@@ -433,8 +322,3 @@ class IResNetLayer(InvertibleModule):
         """The input shape, unchanged."""
         return input_dims
 
-
-def _svd_ready(weight: Tensor) -> Tensor:
-    """``weight`` detached, in at least float32 (SVD and FFT need it)."""
-    weight = weight.detach()
-    return weight.float() if weight.element_size() < 4 else weight

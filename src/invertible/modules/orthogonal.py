@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._common import check_single_input, n_elements, zero_log_det
+from ._common import (
+    Dims,
+    ShapeList,
+    frozen_parameter,
+    is_int,
+    n_elements,
+    require_no_conditions,
+    vector_size,
+    zero_log_det,
+)
+from ._permutation import householder_product
 from .base import InvertibleModule
 
 __all__ = [
@@ -20,25 +29,8 @@ __all__ = [
     "orth_correction",
 ]
 
-Shape = Tuple[int, ...]
-ShapeList = List[Shape]
-
 
 # --- kernels ---------------------------------------------------------------------------------
-
-
-def _is_int(value: Any) -> bool:
-    """A Python or numpy integer, not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def vector_width(block: str, input_dims: ShapeList) -> int:
-    """The width ``w`` of the single vector input ``[(w,)]``; ``ValueError`` otherwise."""
-    check_single_input(block, input_dims)
-    shape = tuple(input_dims[0])
-    if len(shape) != 1:
-        raise ValueError(f"{block} works on vectors (w,) only, got an input of shape {shape}.")
-    return int(shape[0])
 
 
 def orth_correction(R: Tensor) -> Tensor:
@@ -75,8 +67,8 @@ def _fast_h(V: Tensor, stride: int = 2) -> Tensor:
     r"""The product :math:`H(v_0) H(v_1) \cdots H(v_{d-1})` of Householder reflections.
 
     :math:`H(v) = I - 2 v v^T / |v|^2`. ``V`` has shape ``(..., d, w)`` (row k is :math:`v_k`,
-    leading dims are batch dims); the result is ``(..., w, w)``. The product is accumulated one
-    reflection at a time, :math:`M \leftarrow M - 2 (M v)(v^T)/|v|^2`, in ``O(d w^2)`` per matrix.
+    leading dims are batch dims); the result is ``(..., w, w)``: :func:`householder_product`
+    from the identity, one rank-one update per reflection, ``O(d w^2)`` per matrix.
 
     Args:
         V: the reflection vectors, at least 2-D.
@@ -86,12 +78,8 @@ def _fast_h(V: Tensor, stride: int = 2) -> Tensor:
     if V.dim() < 2:
         raise ValueError(f"_fast_h needs reflection vectors of shape (..., d, w), got {V.shape}.")
     width = V.shape[-1]
-    product = torch.eye(width, dtype=V.dtype, device=V.device).expand(*V.shape[:-2], width, width)
-    for k in range(V.shape[-2]):
-        v = V[..., k, :]
-        scale = 2.0 / (v * v).sum(dim=-1)
-        product = product - scale[..., None, None] * (product @ v.unsqueeze(-1)) * v.unsqueeze(-2)
-    return product
+    identity = torch.eye(width, dtype=V.dtype, device=V.device).expand(*V.shape[:-2], width, width)
+    return householder_product(identity, V)
 
 
 def atan_log_scale(scaling: Tensor, clamp: float) -> Tensor:
@@ -138,16 +126,15 @@ class OrthogonalTransform(InvertibleModule):
 
     def __init__(
         self,
-        dims_in: Iterable[Iterable[int]],
-        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = None,
         correction_interval: int = 256,
         clamp: float = 5.0,
     ) -> None:
         super().__init__(dims_in, dims_c)
-        width = vector_width("OrthogonalTransform", self.dims_in)
-        if self.dims_c:
-            raise ValueError(f"OrthogonalTransform takes no conditions, got dims_c={self.dims_c}.")
-        if not _is_int(correction_interval) or correction_interval < 1:
+        width = vector_size("OrthogonalTransform", self.dims_in)
+        require_no_conditions("OrthogonalTransform", self.dims_c)
+        if not is_int(correction_interval) or correction_interval < 1:
             raise ValueError(
                 f"OrthogonalTransform: correction_interval must be a positive int, got "
                 f"{correction_interval!r}."
@@ -182,7 +169,7 @@ class OrthogonalTransform(InvertibleModule):
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape, unchanged (one vector input only)."""
-        return [(vector_width("OrthogonalTransform", input_dims),)]
+        return [(vector_size("OrthogonalTransform", input_dims),)]
 
 
 # --- HouseholderPerm -------------------------------------------------------------------------
@@ -243,18 +230,18 @@ class HouseholderPerm(InvertibleModule):
 
     def __init__(
         self,
-        dims_in: Iterable[Iterable[int]],
-        dims_c: Optional[Iterable[Iterable[int]]] = None,
+        dims_in: Dims,
+        dims_c: Optional[Dims] = None,
         n_reflections: int = 1,
         fixed: bool = False,
     ) -> None:
         super().__init__(dims_in, dims_c)
-        if not _is_int(n_reflections) or n_reflections < 1:
+        if not is_int(n_reflections) or n_reflections < 1:
             raise ValueError(
                 f"HouseholderPerm needs at least 1 householder reflection (an int), got "
                 f"n_reflections={n_reflections!r}."
             )
-        self.width = vector_width("HouseholderPerm", self.dims_in)
+        self.width = vector_size("HouseholderPerm", self.dims_in)
         self.n_reflections = int(n_reflections)
         self.fixed = bool(fixed)
         self.conditional = len(self.dims_c) > 0
@@ -273,7 +260,7 @@ class HouseholderPerm(InvertibleModule):
         self._matrix = _learned_matrix
         if self.fixed:
             with torch.no_grad():
-                self.W = nn.Parameter(_fast_h(self.Vs), requires_grad=False)
+                self.W = frozen_parameter(_fast_h(self.Vs))
             self.weight = self.W  # FrEIA registers the same tensor under both names
             self._matrix = _fixed_matrix
 
@@ -307,4 +294,4 @@ class HouseholderPerm(InvertibleModule):
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape, unchanged (one vector input only)."""
-        return [(vector_width("HouseholderPerm", input_dims),)]
+        return [(vector_size("HouseholderPerm", input_dims),)]

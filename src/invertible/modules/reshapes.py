@@ -5,11 +5,19 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Iterable, Optional, Tuple
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import check_single_input, n_elements, zero_log_det
+from ._common import (
+    Dims,
+    Shape,
+    ShapeList,
+    check_single_input,
+    frozen_parameter,
+    n_elements,
+    zero_log_det,
+)
 from ._reshape_kernels import (
     check_image_shape,
     haar_kernel,
@@ -31,10 +39,7 @@ __all__ = [
     "Reshape",
 ]
 
-Shape = Tuple[int, ...]
-ShapeList = List[Shape]
-Dims = Iterable[Iterable[int]]
-OptDims = Optional[Iterable[Iterable[int]]]
+OptDims = Optional[Dims]
 
 
 def squeezed_shape(shape: Shape) -> Shape:
@@ -45,6 +50,12 @@ def squeezed_shape(shape: Shape) -> Shape:
 def unsqueezed_shape(shape: Shape) -> Shape:
     """``(4C, H, W) -> (C, 2H, 2W)``."""
     return (shape[0] // 4, 2 * shape[1], 2 * shape[2])
+
+
+def space_to_depth_dims(block: str, input_dims: ShapeList, upsampling: bool) -> ShapeList:
+    """``output_dims`` of the 2x2 reshapes: ``[squeezed_shape]``, or ``[unsqueezed_shape]``."""
+    shape = check_image_shape(block, list(input_dims), upsampling)
+    return [unsqueezed_shape(shape) if upsampling else squeezed_shape(shape)]
 
 
 class IRevNetDownsampling(InvertibleModule):
@@ -77,16 +88,16 @@ class IRevNetDownsampling(InvertibleModule):
         self.block_size_sq = 4
         self.legacy_backend = bool(legacy_backend)
         if not self.legacy_backend:
-            self.downsample_kernel = nn.Parameter(
-                irevnet_kernel(self.channels), requires_grad=False
-            )
+            self.downsample_kernel = frozen_parameter(irevnet_kernel(self.channels))
 
     def _squeeze(self, x: Tensor) -> Tensor:
+        """Image to 2x2 blocks stacked on channels, ``(C, H, W) -> (4C, H/2, W/2)``."""
         if self.legacy_backend:
             return squeeze_interleaved(x)
         return squeeze_grouped(x, self.downsample_kernel)
 
     def _unsqueeze(self, y: Tensor) -> Tensor:
+        """The inverse of :meth:`_squeeze`."""
         if self.legacy_backend:
             return unsqueeze_interleaved(y)
         return unsqueeze_grouped(y, self.downsample_kernel)
@@ -99,9 +110,8 @@ class IRevNetDownsampling(InvertibleModule):
         return (y,), zero_log_det(y)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
-        """``[(4C, H/2, W/2)]``."""
-        shape = check_image_shape(type(self).__name__, list(input_dims), self._upsampling)
-        return [unsqueezed_shape(shape) if self._upsampling else squeezed_shape(shape)]
+        """``[(4C, H/2, W/2)]`` (``[(C/4, 2H, 2W)]`` for the upsampling subclass)."""
+        return space_to_depth_dims(type(self).__name__, input_dims, self._upsampling)
 
 
 class IRevNetUpsampling(IRevNetDownsampling):
@@ -158,19 +168,21 @@ class HaarDownsampling(InvertibleModule):
         self.fac_rev = 0.5 / rebalance
         self.jac_rev = math.log(16.0 * self.fac_rev**4) / 4.0
         self.permute = bool(order_by_wavelet)
-        self.haar_weights = nn.Parameter(haar_kernel(self.in_channels), requires_grad=False)
+        self.haar_weights = frozen_parameter(haar_kernel(self.in_channels))
         if self.permute:
             perm, perm_inv = haar_wavelet_permutation(self.in_channels)
             self.register_buffer("perm", perm, persistent=False)
             self.register_buffer("perm_inv", perm_inv, persistent=False)
 
     def _to_bands(self, x: Tensor) -> Tensor:
+        """Image to scaled Haar bands (ordered by wavelet if ``permute``)."""
         bands = squeeze_grouped(x, self.haar_weights)
         if self.permute:
             bands = bands.index_select(1, self.perm)
         return bands * self.fac_fwd
 
     def _from_bands(self, y: Tensor) -> Tensor:
+        """The inverse of :meth:`_to_bands`."""
         if self.permute:
             y = y.index_select(1, self.perm_inv)
         return unsqueeze_grouped(y * self.fac_rev, self.haar_weights)
@@ -185,9 +197,8 @@ class HaarDownsampling(InvertibleModule):
         return (y,), zero_log_det(y) + n_elements(x[0].shape[1:]) * per_element
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
-        """``[(4C, H/2, W/2)]``."""
-        shape = check_image_shape(type(self).__name__, list(input_dims), self._upsampling)
-        return [unsqueezed_shape(shape) if self._upsampling else squeezed_shape(shape)]
+        """``[(4C, H/2, W/2)]`` (``[(C/4, 2H, 2W)]`` for the upsampling subclass)."""
+        return space_to_depth_dims(type(self).__name__, input_dims, self._upsampling)
 
 
 class HaarUpsampling(HaarDownsampling):

@@ -2,168 +2,22 @@
 
 from __future__ import annotations
 
-import pickle
 import warnings
-from collections import deque
 from collections.abc import Sequence
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from ..._errors import InvertibleTypeError
 from ...modules.base import InvertibleModule
+from ._pickling import flatten_node_references, restore_node_references
+from ._plan import Plan, Shape, Step, build_plan
+from ._topology import check_membership, topological_order
 from .nodes import AbstractNode, ConditionNode, FeedForwardNode, InputNode, OutputNode
 
 __all__ = ["GraphINN", "topological_order"]
 
-Shape = Tuple[int, ...]
-Connection = Tuple[AbstractNode, int]
 Tensors = Union[Tensor, Sequence[Tensor]]
-
-
-def _predecessors(node: AbstractNode, rev: bool) -> List[AbstractNode]:
-    """Nodes ``node`` reads from in direction ``rev``, unique, in order of first appearance."""
-    conns = list(node.outputs) + node.rev_conditions() if rev else node.inputs + node.conditions
-    for index, conn in enumerate(conns):
-        if conn is None:
-            raise InvertibleTypeError(
-                f"Output {index} of {node} is not consumed by any node (dangling output)."
-            )
-    return list(dict.fromkeys(pred for pred, _ in conns))
-
-
-def topological_order(
-    all_nodes: Sequence[AbstractNode],
-    in_nodes: Sequence[AbstractNode],
-    out_nodes: Sequence[AbstractNode],
-    rev: bool = False,
-) -> List[AbstractNode]:
-    """Deterministic execution order of a graph (Kahn's algorithm run backwards from the ends).
-
-    Starting from the end nodes (``out_nodes``, or ``in_nodes`` when ``rev``), a node is queued
-    once every node reading from it has been listed; predecessors are visited in the order of
-    the node's inputs, then its conditions. The reversed list is the execution order. This equals
-    FrEIA's order wherever FrEIA's (set-based) order does not depend on memory addresses.
-
-    Raises:
-        ValueError: a start node is not connected to any end node, or edges remain (a cycle, or
-            a node such as an unused FeedForwardNode that does not lead to an output).
-    """
-    ends, starts = (in_nodes, out_nodes) if rev else (out_nodes, in_nodes)
-    preds = {node: _predecessors(node, rev) for node in all_nodes}
-    succs: Dict[AbstractNode, set] = {node: set() for node in all_nodes}
-    for node, node_preds in preds.items():
-        for pred in node_preds:
-            succs.setdefault(pred, set()).add(node)
-    result: List[AbstractNode] = []
-    queue = deque(ends)
-    while queue:
-        node = queue.popleft()
-        result.append(node)
-        for pred in preds.get(node, []):
-            succs[pred].discard(node)
-            if not succs[pred]:
-                queue.append(pred)
-        preds[node] = []
-    listed = set(result)
-    for start in starts:
-        if start not in listed:
-            kind = "input" if rev else "output"
-            raise ValueError(f"Error in graph: {start} is not connected to any {kind}.")
-    left = [node for node, node_succs in succs.items() if node_succs]
-    if left:
-        raise ValueError(
-            f"Graph is cyclic, or some node does not lead to an output (e.g. an unused "
-            f"FeedForwardNode): unresolved edges from {left}."
-        )
-    return result[::-1]
-
-
-class _Step(NamedTuple):
-    """One node's work in one direction: value-table slots it reads and writes."""
-
-    node: AbstractNode
-    module_index: int
-    in_slots: Tuple[int, ...]
-    cond_slots: Tuple[int, ...]
-    out_slots: Tuple[int, ...]
-
-
-class _Plan(NamedTuple):
-    """Everything ``forward`` needs for one direction, precomputed at construction."""
-
-    start_nodes: Tuple[AbstractNode, ...]
-    start_shapes: Tuple[Shape, ...]
-    start_slots: Tuple[int, ...]
-    cond_slots: Tuple[int, ...]
-    steps: Tuple[_Step, ...]
-    end_slots: Tuple[int, ...]
-    n_slots: int
-    keys: Dict[Connection, int]
-
-
-def _slot(keys: Dict[Connection, int], conn: Connection, reader: AbstractNode) -> int:
-    """The slot holding ``conn``; an error if nothing computes it before ``reader`` runs."""
-    if conn not in keys:
-        raise ValueError(f"{reader} reads {conn}, which no earlier node computes.")
-    return keys[conn]
-
-
-def _build_plan(
-    order: Sequence[AbstractNode], graph: GraphINN, module_index: Dict[int, int], rev: bool
-) -> _Plan:
-    """Assign a value-table slot to every connection and list each node's slots."""
-    starts, ends = (graph.out_nodes, graph.in_nodes) if rev else (graph.in_nodes, graph.out_nodes)
-    keys: Dict[Connection, int] = {}
-    for node in list(starts) + list(graph.condition_nodes):
-        keys[(node, 0)] = len(keys)
-    n_slots = len(keys)
-    steps = []
-    for node in order:
-        if isinstance(node, (InputNode, OutputNode, ConditionNode)):
-            continue
-        in_keys = node.outputs if rev else node.inputs
-        cond_keys = node.rev_conditions() if rev else node.conditions
-        in_slots = tuple(_slot(keys, conn, node) for conn in in_keys)
-        cond_slots = tuple(_slot(keys, conn, node) for conn in cond_keys)
-        # a node's reverse outputs are its forward inputs; FeedForwardNodes always run forwards
-        reverses = rev and not isinstance(node, FeedForwardNode)
-        n_out = len(node.inputs) if reverses else len(node.output_dims)
-        out_slots = tuple(range(n_slots, n_slots + n_out))
-        keys.update({(node, k): n_slots + k for k in range(n_out)})
-        n_slots += n_out
-        steps.append(_Step(node, module_index.get(id(node), -1), in_slots, cond_slots, out_slots))
-    end_slots = []
-    for end in ends:
-        conn = end.outputs[0] if rev else end.inputs[0]
-        keys[(end, 0)] = _slot(keys, conn, end)
-        end_slots.append(keys[(end, 0)])
-    shapes = [n.input_dims[0] if rev else n.output_dims[0] for n in starts]
-    return _Plan(tuple(starts), tuple(shapes), tuple(keys[(n, 0)] for n in starts),
-                 tuple(keys[(n, 0)] for n in graph.condition_nodes), tuple(steps),
-                 tuple(end_slots), n_slots, keys)
-
-
-def _check_membership(nodes: Sequence[AbstractNode]) -> None:
-    """Every neighbour of every node is in ``nodes``, and every output slot is consumed."""
-    members = set(nodes)
-    tail = "but the latter is not in the node_list passed to GraphINN."
-    for node in nodes:
-        for pred, _ in node.inputs:
-            if pred not in members:
-                raise ValueError(f"{node} gets input from {pred}, {tail}")
-        for index, conn in enumerate(node.outputs):
-            if conn is None:
-                raise InvertibleTypeError(
-                    f"Output {index} of {node} is not consumed by any node (dangling output): "
-                    f"connect it to a later node or to an OutputNode."
-                )
-            if conn[0] not in members:
-                raise ValueError(f"{node} gives output {index} to {conn[0]}, {tail}")
-        for cond, _ in node.conditions:
-            if cond not in members:
-                raise ValueError(f"{node} gets condition from {cond}, {tail}")
 
 
 def _as_sequence(value: object, what: str) -> Tuple[Any, ...]:
@@ -175,56 +29,14 @@ def _as_sequence(value: object, what: str) -> Tuple[Any, ...]:
     raise TypeError(f"GraphINN: {what} must be a tensor or a list/tuple, got {type(value)}.")
 
 
-class _NodeRef:
-    """Placeholder for a node while a graph is pickled (keeps pickling depth constant)."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def __reduce__(self) -> Tuple[type, Tuple[int]]:
-        return (_NodeRef, (self.index,))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _NodeRef) and other.index == self.index
-
-    def __hash__(self) -> int:
-        return hash(("_NodeRef", self.index))
-
-
-class _Unpicklable:
-    """Stands in for a construction argument that cannot be pickled (e.g. a closure)."""
-
-    def __init__(self, value: object) -> None:
-        self.__name__ = str(getattr(value, "__name__", type(value).__name__))
-        self.description = repr(value)
-
-    def __repr__(self) -> str:
-        return f"<unpicklable {self.description}>"
-
-
-def _picklable(value: object) -> object:
-    """``value`` if it pickles, else its picklable parts (dict values) or a placeholder."""
-    try:
-        pickle.dumps(value)
-        return value
-    except Exception:
-        if isinstance(value, dict):
-            return {key: _picklable(item) for key, item in value.items()}
-        return _Unpicklable(value)
-
-
-def _map_nodes(value: object, convert: Any) -> object:
-    """Rebuild lists, tuples and dicts with ``convert`` applied to each leaf (shallow types)."""
-    if isinstance(value, (list, tuple)):
-        items = [_map_nodes(item, convert) for item in value]
-        if all(a is b for a, b in zip(items, value)):
-            return value
-        if isinstance(value, list):
-            return items
-        return type(value)(*items) if hasattr(type(value), "_fields") else tuple(items)
-    if type(value) is dict:
-        return {_map_nodes(k, convert): _map_nodes(v, convert) for k, v in value.items()}
-    return convert(value)
+def _check_node_list(nodes: List[AbstractNode]) -> None:
+    """Raise unless ``nodes`` holds only nodes (``TypeError``), each once (``ValueError``)."""
+    for node in nodes:
+        if not isinstance(node, AbstractNode):
+            raise TypeError(f"GraphINN: node_list holds {node!r}, which is not a node.")
+    if len(set(nodes)) != len(nodes):
+        twice = sorted({repr(n) for n in nodes if nodes.count(n) > 1})
+        raise ValueError(f"GraphINN: node_list holds nodes more than once: {twice}.")
 
 
 class GraphINN(InvertibleModule):
@@ -254,15 +66,10 @@ class GraphINN(InvertibleModule):
         verbose: bool = False,
     ) -> None:
         nodes = list(node_list)
-        for node in nodes:
-            if not isinstance(node, AbstractNode):
-                raise TypeError(f"GraphINN: node_list holds {node!r}, which is not a node.")
-        if len(set(nodes)) != len(nodes):
-            twice = sorted({repr(n) for n in nodes if nodes.count(n) > 1})
-            raise ValueError(f"GraphINN: node_list holds nodes more than once: {twice}.")
+        _check_node_list(nodes)
         in_nodes = [n for n in nodes if isinstance(n, InputNode)]
         condition_nodes = [n for n in nodes if isinstance(n, ConditionNode)]
-        _check_membership(nodes)
+        check_membership(nodes)
         super().__init__([n.output_dims[0] for n in in_nodes],
                          [n.output_dims[0] for n in condition_nodes])
         self._nodes = nodes
@@ -277,8 +84,9 @@ class GraphINN(InvertibleModule):
         with_module = [n for n in self.node_list_fwd if n.module is not None]
         self.module_list = nn.ModuleList([n.module for n in with_module])
         module_index = {id(n): k for k, n in enumerate(with_module)}
-        self._plan_fwd = _build_plan(self.node_list_fwd, self, module_index, rev=False)
-        self._plan_rev = _build_plan(self.node_list_rev, self, module_index, rev=True)
+        layout = (self.in_nodes, self.out_nodes, self.condition_nodes, module_index)
+        self._plan_fwd = build_plan(self.node_list_fwd, *layout, rev=False)
+        self._plan_rev = build_plan(self.node_list_rev, *layout, rev=True)
         if verbose:
             print(self)
 
@@ -350,7 +158,7 @@ class GraphINN(InvertibleModule):
             return outputs[0], log_det
         return outputs, log_det
 
-    def _check_call(self, plan: _Plan, xs: Tuple[Any, ...], cs: Tuple[Any, ...], rev: bool) -> None:
+    def _check_call(self, plan: Plan, xs: Tuple[Any, ...], cs: Tuple[Any, ...], rev: bool) -> None:
         """Numbers and shapes of the inputs, with plain int comparisons (compile-safe)."""
         if len(xs) != len(plan.start_nodes):
             raise ValueError(f"Got {len(xs)} inputs, but expected {len(plan.start_nodes)}.")
@@ -372,7 +180,7 @@ class GraphINN(InvertibleModule):
                     f"expected (batch, *{shape}) = (B, {', '.join(str(d) for d in shape)})."
                 )
 
-    def _run_step(self, step: _Step, slots: List[Any], rev: bool, jac: bool) -> Tuple[Any, Any]:
+    def _run_step(self, step: Step, slots: List[Any], rev: bool, jac: bool) -> Tuple[Any, Any]:
         """Run one node; any error becomes a ``RuntimeError`` naming the node (K8)."""
         module = self.module_list[step.module_index] if step.module_index >= 0 else None
         inputs = tuple(slots[s] for s in step.in_slots)
@@ -433,36 +241,8 @@ class GraphINN(InvertibleModule):
 
     def __getstate__(self) -> Dict[str, Any]:
         """Pickle the nodes flat (node references become indices), so depth stays constant."""
-        state = super().__getstate__()
-        index = {id(node): k for k, node in enumerate(self._nodes)}
-
-        def to_ref(value: object) -> object:
-            if isinstance(value, AbstractNode) and id(value) in index:
-                return _NodeRef(index[id(value)])
-            return value
-
-        node_states = []
-        for node in self._nodes:
-            attrs = dict(node.__dict__)
-            for key in ("module_type", "module_args"):
-                if key in attrs:
-                    attrs[key] = _picklable(attrs[key])
-            node_states.append((type(node), _map_nodes(attrs, to_ref)))
-        for attr in self._NODE_ATTRS:
-            state[attr] = _map_nodes(state[attr], to_ref)
-        state["_node_states"] = node_states
-        return state
+        return flatten_node_references(super().__getstate__(), self._nodes, self._NODE_ATTRS)
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         """Rebuild the nodes and restore their references."""
-        node_states = state.pop("_node_states")
-        nodes = [cls.__new__(cls) for cls, _ in node_states]
-
-        def from_ref(value: object) -> object:
-            return nodes[value.index] if isinstance(value, _NodeRef) else value
-
-        for node, (_, attrs) in zip(nodes, node_states):
-            node.__dict__.update(_map_nodes(attrs, from_ref))
-        for attr in self._NODE_ATTRS:
-            state[attr] = _map_nodes(state[attr], from_ref)
-        super().__setstate__(state)
+        super().__setstate__(restore_node_references(state, self._NODE_ATTRS))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import numbers
-from collections import deque
 from collections.abc import Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
 from torch import Tensor, nn
 
-from ..._errors import InvertibleIndexError, InvertibleTypeError
+from ..._errors import InvertibleIndexError
+from ...modules._common import is_int
 from ...modules.base import InvertibleModule, list_of_int_tuples
-from .._calling import call_module, normalise_log_det
+from .._calling import call_module
+from ._results import NodeResult, checked_result
+from ._topology import collect_nodes
 
 __all__ = [
     "AbstractNode",
@@ -26,12 +27,6 @@ __all__ = [
 
 Shape = Tuple[int, ...]
 Connection = Tuple["AbstractNode", int]
-NodeResult = Tuple[Tuple[Any, ...], Optional[Tensor]]
-
-
-def _is_index(value: object) -> bool:
-    """Whether ``value`` is an output index (an int, but not a bool)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _parse_item(item: object, given: object) -> Connection:
@@ -40,7 +35,7 @@ def _parse_item(item: object, given: object) -> Connection:
         return (item, 0)
     if (
         isinstance(item, (list, tuple)) and len(item) == 2
-        and isinstance(item[0], AbstractNode) and _is_index(item[1])
+        and isinstance(item[0], AbstractNode) and is_int(item[1])
     ):
         return (item[0], int(item[1]))
     raise ValueError(
@@ -66,7 +61,7 @@ def parse_flexible_inputs(inputs: object) -> List[Connection]:
             f"Received object of invalid type ({type(inputs).__name__}) as input: {inputs!r}. "
             f"Expected a node, a connection (node, index) or a list of them."
         )
-    if len(inputs) == 2 and _is_index(inputs[1]):
+    if len(inputs) == 2 and is_int(inputs[1]):
         return [_parse_item(tuple(inputs), inputs)]
     return [_parse_item(item, inputs) for item in inputs]
 
@@ -81,6 +76,15 @@ def _type_name(module_type: object) -> str:
 def _is_instance(module_type: object) -> bool:
     """Whether a node was given a ready-made module rather than a class or factory."""
     return isinstance(module_type, nn.Module)
+
+
+def _check_no_args_for_instance(node: AbstractNode) -> None:
+    """A module instance comes with no constructor arguments (``module_args`` must be None)."""
+    if node.module_args is not None:
+        raise ValueError(
+            f"You passed an instance of {type(node.module_type).__name__} to {node!r}, but also "
+            f"provided arguments to its constructor: {node.module_args!r}."
+        )
 
 
 class AbstractNode:
@@ -196,6 +200,7 @@ class AbstractNode:
         raise NotImplementedError(f"{self.__class__.__name__} cannot be executed.")
 
     def __str__(self) -> str:
+        """``<Class> '<name>': <input_dims> -> <module class> -> <output_dims>`` (FrEIA's)."""
         module_hint = _type_name(self.module_type)
         return (
             f"{self.__class__.__name__} {self.name!r}: {self.input_dims} -> {module_hint} -> "
@@ -203,6 +208,7 @@ class AbstractNode:
         )
 
     def __repr__(self) -> str:
+        """``<Class> '<name>'`` (FrEIA's)."""
         return f"{self.__class__.__name__} {self.name!r}"
 
 
@@ -221,11 +227,7 @@ class Node(AbstractNode):
         module_type = self.module_type
         if _is_instance(module_type):
             module = module_type
-            if self.module_args is not None:
-                raise ValueError(
-                    f"You passed an instance of {type(module).__name__} to {self!r}, but also "
-                    f"provided arguments to its constructor: {self.module_args!r}."
-                )
+            _check_no_args_for_instance(self)
             dims_in = getattr(module, "dims_in", None)
             if dims_in is None or list_of_int_tuples(dims_in, "dims_in") != input_shapes:
                 raise ValueError(
@@ -251,29 +253,8 @@ class Node(AbstractNode):
         """Call the module with FrEIA's convention, then check and normalise its result."""
         result = call_module(module, tuple(x_or_z), tuple(c) if self.conditions else None,
                              rev, jac)
-        who = self._label
-        if isinstance(result, Tensor) or not isinstance(result, (tuple, list)):
-            raise ValueError(
-                f"{who} returned {type(result).__name__} instead of a tuple (outputs, log_det)."
-            )
-        if len(result) != 2:
-            raise ValueError(f"{who} returned {len(result)} values instead of (outputs, log_det).")
-        outputs, log_det = result
-        if isinstance(outputs, Tensor) or not isinstance(outputs, (tuple, list)):
-            raise ValueError(
-                f"{who} returned {type(outputs).__name__} as outputs instead of a tuple or list "
-                f"of tensors."
-            )
         expected = len(self.inputs) if rev else len(self.output_dims)
-        if len(outputs) != expected:
-            raise ValueError(
-                f"{who} returned {len(outputs)} {'inputs' if rev else 'outputs'}, expected "
-                f"{expected}."
-            )
-        if jac and log_det is None:
-            raise ValueError(f"{who} returned a non-tensor as Jacobian: None (with jac=True).")
-        like = outputs[0] if len(outputs) else x_or_z[0]
-        return tuple(outputs), normalise_log_det(log_det, like, who, jac)
+        return checked_result(self._label, result, expected, rev, jac, x_or_z)
 
 
 class _ShapeNode(AbstractNode):
@@ -307,6 +288,7 @@ class ConditionNode(_ShapeNode):
     _consumable = False
 
     def _check_consumable(self, index: int) -> None:
+        """A condition is never an input: always ``TypeError``."""
         raise TypeError(
             f"ConditionNode's outputs cannot be consumed as inputs to another node, only as "
             f"conditions ({self!r} given as input)."
@@ -339,6 +321,7 @@ class OutputNode(AbstractNode):
         return None, []
 
     def _check_consumable(self, index: int) -> None:
+        """An OutputNode has no outputs: always ``TypeError``."""
         raise TypeError(f"{self!r} is an OutputNode: its value cannot be consumed by another node.")
 
     def rev_input(self, index: int) -> Tuple[AbstractNode, int]:
@@ -380,17 +363,14 @@ class FeedForwardNode(AbstractNode):
     ) -> Tuple[Optional[nn.Module], List[Shape]]:
         """Build (or take) the module; its single output has ``module_output_dims``."""
         if _is_instance(self.module_type):
-            if self.module_args is not None:
-                raise ValueError(
-                    f"You passed an instance of {type(self.module_type).__name__} to {self!r}, "
-                    f"but also provided arguments to its constructor: {self.module_args!r}."
-                )
+            _check_no_args_for_instance(self)
             module = self.module_type
         else:
             module = self.module_type(**({} if self.module_args is None else self.module_args))
         return module, [self.module_output_dims]
 
     def _check_consumable(self, index: int) -> None:
+        """A computed condition is never an input: always ``TypeError``."""
         raise TypeError(
             f"{self!r} is a FeedForwardNode: its output can only be used as a condition."
         )
@@ -415,30 +395,3 @@ class FeedForwardNode(AbstractNode):
             return tuple(result[0]), None
         return (module(*conds),), None
 
-
-def collect_nodes(*input_nodes: AbstractNode) -> List[AbstractNode]:
-    """All nodes reachable from ``input_nodes`` through consumers and conditions (BFS order).
-
-    Follows ``node.outputs`` (the consumers) and ``node.conditions``; it does not walk inputs
-    backwards, so a second InputNode that only feeds a later node must be passed as well.
-
-    Raises:
-        InvertibleTypeError: some output slot is not consumed by any node.
-    """
-    found: List[AbstractNode] = []
-    seen = set()
-    queue = deque(input_nodes)
-    while queue:
-        node = queue.popleft()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        found.append(node)
-        for index, conn in enumerate(node.outputs):
-            if conn is None:
-                raise InvertibleTypeError(
-                    f"collect_nodes: output {index} of {node} is not consumed by any node."
-                )
-            queue.append(conn[0])
-        queue.extend(cond for cond, _ in node.conditions)
-    return found

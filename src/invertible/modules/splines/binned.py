@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..._errors import InvertibleAssertionError
 from .._affine import identity
+from .._common import Dims, SubnetConstructor
 from .._spline_kernels import (
     ConstrainFn,
     SplineFn,
@@ -20,6 +21,7 @@ from .._spline_kernels import (
     constrain_affine_tails,
     constrain_identity_tails,
     identity_tails,
+    knot_extras,
     split_parameters,
 )
 from ..base import InvertibleModule
@@ -27,8 +29,6 @@ from ..coupling_layers import _BaseCouplingBlock
 
 __all__ = ["BinnedSpline", "BinnedSplineBase", "check_spline_arguments"]
 
-Dims = Iterable[Iterable[int]]
-SubnetConstructor = Callable[[int, int], nn.Module]
 Params = Dict[str, Tensor]
 
 #: (constrain, tails) kernels by ``identity_tails``; resolved once in ``__init__``.
@@ -126,6 +126,7 @@ class BinnedSplineBase(InvertibleModule):
             "widths": int(bins), "heights": int(bins), **tails, **(parameter_counts or {})
         }
         self._constrain, self._tails = _TAILS[bool(identity_tails)]
+        self._extras = knot_extras(self.parameter_counts)
 
     def split_parameters(self, parameters: Tensor, split_len: int) -> Params:
         """Split raw ``(B, split_len*P, *S)`` into ``{key: (B, *S, split_len, count)}``."""
@@ -152,7 +153,9 @@ class BinnedSplineBase(InvertibleModule):
         value and the forward log-derivative. The reverse log-det is minus the summed forward
         log-derivatives at the recovered points.
         """
-        y, log_det = binned_spline(x.movedim(1, -1), parameters, spline, self._tails, rev)
+        y, log_det = binned_spline(
+            x.movedim(1, -1), parameters, spline, self._tails, rev, self._extras
+        )
         return y.movedim(-1, 1), log_det
 
 
@@ -189,6 +192,7 @@ class BinnedSpline(_BaseCouplingBlock):
         except InvertibleAssertionError as error:
             raise InvertibleAssertionError(f"{type(self).__name__}: {error}") from None
         n_params = sum(self.spline_base.parameter_counts.values())
+        self._n_raw = n_params  # raw parameters per transformed channel
         l1, l2, cl = self.split_len1, self.split_len2, self.condition_length
         self._build_subnets(subnet_constructor, subnet1=(l2 + cl, l1 * n_params),
                             subnet2=(l1 + cl, l2 * n_params))
@@ -204,7 +208,7 @@ class BinnedSpline(_BaseCouplingBlock):
     ) -> Tuple[Tensor, Tensor]:
         """Parameters of half ``x`` from subnet ``name`` on ``u``; apply ``spline`` to ``x``."""
         n = x.shape[1]
-        raw = self._subnet_out(name, u, n * sum(self.spline_base.parameter_counts.values()))
+        raw = self._subnet_out(name, u, n * self._n_raw)
         parameters = self.constrain_parameters(self.spline_base.split_parameters(raw, n))
         return self.spline_base.binned_spline(x, parameters, spline, rev=rev)
 

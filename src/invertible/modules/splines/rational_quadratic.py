@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from .._common import (
+    Dims,
+    ShapeList,
+    SubnetConstructor,
+    channel_input_shape,
+    condition_list,
+    single_input_tensor,
+)
 from .._spline_kernels import (
     knot_derivatives,
     rational_quadratic_spline,
@@ -21,8 +29,6 @@ __all__ = [
     "rational_quadratic_spline",
 ]
 
-Dims = Iterable[Iterable[int]]
-SubnetConstructor = Callable[[int, int], nn.Module]
 Params = Dict[str, Tensor]
 
 
@@ -92,15 +98,11 @@ class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
     ) -> None:
         super().__init__(dims_in, dims_c, bins=bins, parameter_counts={"deltas": bins - 1},
                          **kwargs)
-        if len(self.dims_in) != 1 or len(self.dims_in[0]) == 0:
-            raise ValueError(
-                f"{type(self).__name__} takes exactly one input with a channel axis, got "
-                f"dims_in={self.dims_in}."
-            )
-        self.channels = self.dims_in[0][0]
+        self.channels = channel_input_shape(type(self).__name__, self.dims_in)[0]
         self.condition_length = sum(dc[0] for dc in self.dims_c)
         self.conditional = len(self.dims_c) > 0
         n_params = self.channels * sum(self.parameter_counts.values())
+        self._n_raw = n_params  # raw parameters per position, checked against the subnet
         if self.conditional:
             if not callable(subnet_constructor):
                 raise TypeError(
@@ -130,7 +132,7 @@ class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
         """Bins as in :class:`BinnedSplineBase`, then the ``K + 1`` knot derivatives."""
         return constrain_deltas(super().constrain_parameters(parameters))
 
-    def output_dims(self, input_dims: List[Tuple[int, ...]]) -> List[Tuple[int, ...]]:
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The output shape equals the input shape."""
         return [tuple(int(d) for d in s) for s in input_dims]
 
@@ -139,7 +141,7 @@ class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
         if not self.conditional:
             return self.spline_parameters.unsqueeze(0).expand(x.shape[0], -1, *x.shape[2:])
         raw = self.subnet(torch.cat(cs, dim=1))
-        want = (x.shape[0], self.channels * sum(self.parameter_counts.values()), *x.shape[2:])
+        want = (x.shape[0], self._n_raw, *x.shape[2:])
         if tuple(raw.shape) != want:
             raise ValueError(
                 f"{type(self).__name__}: subnet returned raw parameters of shape "
@@ -152,18 +154,10 @@ class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
     ) -> Tuple[Tensor, List[Tensor]]:
         """Validate the input and condition count and shapes with Python ints only."""
         block = type(self).__name__
-        if isinstance(x, Tensor) or len(x) != 1:
-            got = "a bare tensor" if isinstance(x, Tensor) else f"{len(x)} tensors"
-            raise ValueError(f"{block} takes a list or tuple of exactly 1 input tensor, got {got}.")
-        if tuple(x[0].shape[1:]) != self.dims_in[0]:
+        x_in = single_input_tensor(block, x)
+        if tuple(x_in.shape[1:]) != self.dims_in[0]:
             raise ValueError(
                 f"{block}: expected an input of shape (B, {', '.join(map(str, self.dims_in[0]))})"
-                f", got {tuple(x[0].shape)}."
+                f", got {tuple(x_in.shape)}."
             )
-        cs = [c] if isinstance(c, Tensor) else ([] if c is None else list(c))
-        if len(cs) != len(self.dims_c):
-            raise ValueError(
-                f"{block} expects {len(self.dims_c)} condition(s) of shapes {self.dims_c}, got "
-                f"{len(cs)} condition tensors."
-            )
-        return x[0], cs
+        return x_in, condition_list(block, c, self.dims_c)

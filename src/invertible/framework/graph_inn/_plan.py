@@ -1,0 +1,95 @@
+"""GraphINN's execution plans: value-table slots of every connection, fixed at construction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Dict, List, NamedTuple, Tuple
+
+from .nodes import AbstractNode, ConditionNode, FeedForwardNode, InputNode, OutputNode
+
+__all__ = ["Connection", "Plan", "Shape", "Step", "build_plan"]
+
+Shape = Tuple[int, ...]
+Connection = Tuple[AbstractNode, int]
+
+
+class Step(NamedTuple):
+    """One node's work in one direction: value-table slots it reads and writes."""
+
+    node: AbstractNode
+    module_index: int
+    in_slots: Tuple[int, ...]
+    cond_slots: Tuple[int, ...]
+    out_slots: Tuple[int, ...]
+
+
+class Plan(NamedTuple):
+    """Everything ``forward`` needs for one direction, precomputed at construction."""
+
+    start_nodes: Tuple[AbstractNode, ...]
+    start_shapes: Tuple[Shape, ...]
+    start_slots: Tuple[int, ...]
+    cond_slots: Tuple[int, ...]
+    steps: Tuple[Step, ...]
+    end_slots: Tuple[int, ...]
+    n_slots: int
+    keys: Dict[Connection, int]
+
+
+def _slot(keys: Dict[Connection, int], conn: Connection, reader: AbstractNode) -> int:
+    """The slot holding ``conn``; an error if nothing computes it before ``reader`` runs."""
+    if conn not in keys:
+        raise ValueError(f"{reader} reads {conn}, which no earlier node computes.")
+    return keys[conn]
+
+
+def _step(node: AbstractNode, keys: Dict[Connection, int], module_index: int, rev: bool) -> Step:
+    """Slots of ``node``'s inputs and conditions; new slots (added to ``keys``) for its outputs."""
+    in_keys = node.outputs if rev else node.inputs
+    cond_keys = node.rev_conditions() if rev else node.conditions
+    in_slots = tuple(_slot(keys, conn, node) for conn in in_keys)
+    cond_slots = tuple(_slot(keys, conn, node) for conn in cond_keys)
+    # a node's reverse outputs are its forward inputs; FeedForwardNodes always run forwards
+    reverses = rev and not isinstance(node, FeedForwardNode)
+    n_out = len(node.inputs) if reverses else len(node.output_dims)
+    first = len(keys)
+    keys.update({(node, k): first + k for k in range(n_out)})
+    return Step(node, module_index, in_slots, cond_slots, tuple(range(first, first + n_out)))
+
+
+def build_plan(
+    order: Sequence[AbstractNode],
+    in_nodes: Sequence[AbstractNode],
+    out_nodes: Sequence[AbstractNode],
+    condition_nodes: Sequence[AbstractNode],
+    module_index: Dict[int, int],
+    rev: bool,
+) -> Plan:
+    """Assign a value-table slot to every connection and list each node's slots.
+
+    Args:
+        order: the nodes in execution order of this direction.
+        in_nodes: the graph's InputNodes; out_nodes: its OutputNodes; condition_nodes: its
+            ConditionNodes (each in ``node_list`` order).
+        module_index: ``id(node) -> k`` of the node's module in ``module_list``.
+        rev: plan the reverse direction (start at the OutputNodes).
+    """
+    starts, ends = (out_nodes, in_nodes) if rev else (in_nodes, out_nodes)
+    keys: Dict[Connection, int] = {}
+    for node in list(starts) + list(condition_nodes):
+        keys[(node, 0)] = len(keys)
+    steps = [
+        _step(node, keys, module_index.get(id(node), -1), rev)
+        for node in order
+        if not isinstance(node, (InputNode, OutputNode, ConditionNode))
+    ]
+    n_slots = len(keys)
+    end_slots: List[int] = []
+    for end in ends:
+        conn = end.outputs[0] if rev else end.inputs[0]
+        keys[(end, 0)] = _slot(keys, conn, end)
+        end_slots.append(keys[(end, 0)])
+    shapes = [n.input_dims[0] if rev else n.output_dims[0] for n in starts]
+    return Plan(tuple(starts), tuple(shapes), tuple(keys[(n, 0)] for n in starts),
+                tuple(keys[(n, 0)] for n in condition_nodes), tuple(steps),
+                tuple(end_slots), n_slots, keys)
