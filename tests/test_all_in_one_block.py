@@ -448,3 +448,19 @@ def test_soft_and_householder_state_loads_unchanged() -> None:
         b = AllInOneBlock([(4,)], subnet_constructor=dense_subnet, **kwargs)
         b.load_state_dict(a.state_dict())
         assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+def test_legacy_clamp_switch_selects_pypi_formula() -> None:
+    """``legacy_clamp=True`` clamps as PyPI 0.2 (``κ tanh(a)``); the default is HEAD's."""
+    import copy
+    import math
+
+    block = AllInOneBlock([(4,)], subnet_constructor=dense_subnet, affine_clamping=2.0)
+    assert block.legacy_clamp is False
+    a = torch.tensor([1.0])
+    assert math.isclose(float(block.clamp_function(a, 2.0)), 2.0 * math.tanh(0.5), rel_tol=1e-6)
+    legacy = AllInOneBlock([(4,)], subnet_constructor=dense_subnet, legacy_clamp=True)
+    assert legacy.legacy_clamp is True
+    assert math.isclose(float(legacy.clamp_function(a, 2.0)), 2.0 * math.tanh(1.0), rel_tol=1e-6)
+    assert copy.deepcopy(legacy).legacy_clamp is True
+    assert set(legacy.state_dict()) == set(block.state_dict())

@@ -142,6 +142,16 @@ def check_options(
         )
 
 
+
+def soft_clamp(a: Tensor, clamp: float) -> Tensor:
+    """FrEIA HEAD's log-scale clamp ``κ tanh(a/κ)``: about ``a`` near 0, bounded by ``±κ``."""
+    return clamp * torch.tanh(a / clamp)
+
+
+def legacy_soft_clamp(a: Tensor, clamp: float) -> Tensor:
+    """PyPI FrEIA 0.2's (and anomalib's) log-scale clamp ``κ tanh(a)``."""
+    return clamp * torch.tanh(a)
+
 class AllInOneBlock(InvertibleModule):
     r"""Affine coupling + global affine map + channel permutation (FrEIA's ``AllInOneBlock``).
 
@@ -164,9 +174,9 @@ class AllInOneBlock(InvertibleModule):
     in ``self.w_perm`` after each call, which ``invertible`` does not (it would break deepcopy).
 
     *PyPI FrEIA 0.2* (and anomalib's copy) clamped as ``κ tanh(a)``, without ``/κ``; HEAD, and
-    this class, use ``κ tanh(a/κ)``. Old checkpoints, including their one-hot float
-    ``w_perm``/``w_perm_inv`` (converted to index form on load), therefore load but give
-    slightly different outputs.
+    this class by default, use ``κ tanh(a/κ)``. Old checkpoints, including their one-hot float
+    ``w_perm``/``w_perm_inv`` (converted to index form on load), load either way; build the
+    block with ``legacy_clamp=True`` to reproduce their outputs exactly.
 
     Args:
         dims_in: one input shape ``(C, *S)``; hard permutations allow any rank, soft and
@@ -183,6 +193,8 @@ class AllInOneBlock(InvertibleModule):
             hard permutation; slow to draw for many channels.
         learned_householder_permutation: number K of learned Householder reflections.
         reverse_permutation: apply ``P^{-1}`` before the coupling too.
+        legacy_clamp: clamp as PyPI FrEIA 0.2 did, ``s = κ tanh(a_s)``, to run checkpoints
+            trained with it unchanged (not a FrEIA keyword; adds no state).
 
     References:
         Ardizzone et al., "Guided Image Generation with Conditional Invertible Neural
@@ -202,8 +214,10 @@ class AllInOneBlock(InvertibleModule):
         permute_soft: bool = False,
         learned_householder_permutation: int = 0,
         reverse_permutation: bool = False,
+        legacy_clamp: bool = False,
     ) -> None:
         super().__init__(dims_in, dims_c)
+        self.legacy_clamp = legacy_clamp
         self._init_shapes()
         self.in_channels = self.dims_in[0][0]
         self.clamp = affine_clamping
@@ -221,6 +235,15 @@ class AllInOneBlock(InvertibleModule):
         c_in = self.splits[0] + self.condition_channels
         self.subnet = subnet_constructor(c_in, 2 * self.splits[1])
         self.last_jac = None
+
+    @property
+    def legacy_clamp(self) -> bool:
+        """Whether the log-scale is clamped as PyPI FrEIA 0.2 did (``κ tanh(a)``)."""
+        return self.clamp_function is legacy_soft_clamp
+
+    @legacy_clamp.setter
+    def legacy_clamp(self, enabled: bool) -> None:
+        self.clamp_function = legacy_soft_clamp if enabled else soft_clamp
 
     def _init_shapes(self) -> None:
         """Split sizes, ranks and condition bookkeeping from ``dims_in``/``dims_c``."""
@@ -280,7 +303,7 @@ class AllInOneBlock(InvertibleModule):
     def _affine_coefficients(self, x1: Tensor, c: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
         """``s = κ tanh(a_s/κ)`` (centred if GIN) and ``t`` from ``a = 0.1 subnet([x1, c])``."""
         a = 0.1 * self.subnet(cat_conditions(x1, c))
-        s = self.clamp * torch.tanh(a[:, : self.splits[1]] / self.clamp)
+        s = self.clamp_function(a[:, : self.splits[1]], self.clamp)
         if self.GIN:
             s = s - s.mean(dim=self.sum_dims, keepdim=True)
         return s, a[:, self.splits[1] :]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -160,6 +160,14 @@ class FixedLinearTransform(InvertibleModule):
                 f"FixedLinearTransform: b must have shape ({d},), got {tuple(b.shape)}."
             )
         return b.reshape(1, d)
+
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        """Accept PyPI FrEIA 0.2 checkpoints of a block built without ``b``: they have no ``b``
+        key (``b`` was a plain float then); the block's own fixed offset is kept."""
+        if prefix + "M" in state_dict and prefix + "b" not in state_dict:
+            state_dict[prefix + "b"] = self.b
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
