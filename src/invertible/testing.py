@@ -16,9 +16,13 @@ from typing import Iterable, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ._check_module import CHECKS, CheckReport, CheckResult, check_module
 from .framework._calling import call_module, normalise_log_det
 
 __all__ = [
+    "CHECKS",
+    "CheckReport",
+    "CheckResult",
     "autograd_log_det",
     "check_batch_independence",
     "check_conditions_used",
@@ -26,6 +30,7 @@ __all__ = [
     "check_inputs_unchanged",
     "check_jac_false",
     "check_log_det_autograd",
+    "check_module",
     "check_output_shapes",
     "check_pickle_round_trip",
     "check_reverse_round_trip",
