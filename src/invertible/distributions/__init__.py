@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from .flow import FlowDistribution
 from .normal import StandardNormalDistribution
 from .transformed import PullBackDistribution, PushForwardDistribution
 
-__all__ = ["PullBackDistribution", "PushForwardDistribution", "StandardNormalDistribution"]
+__all__ = [
+    "FlowDistribution",
+    "PullBackDistribution",
+    "PushForwardDistribution",
+    "StandardNormalDistribution",
+]
