@@ -1,0 +1,484 @@
+"""ONNX export of invertible networks in either direction, with the log-det as an output.
+
+:func:`to_onnx` writes one direction of a ``SequenceINN``, ``GraphINN`` or any
+``InvertibleModule`` to an ONNX file of plain, named tensors::
+
+    from invertible.export import to_onnx
+
+    to_onnx(inn, "flow.onnx")                           # x -> (z, log_det)
+    to_onnx(inn, "flow_inv.onnx", direction="inverse")  # z -> (x, log_det)
+
+Names: forward graphs read ``x`` (several inputs: ``x0``, ``x1``, ...) and the conditions ``c0``,
+``c1``, ... and return ``z`` (``z0``, ...) and ``log_det`` of shape ``(batch,)``; inverse graphs
+read ``z``/``z0``... and return ``x``/``x0``... and ``log_det`` (that of the inverse map, minus
+the forward one). Axis 0 of every input and output is the dynamic axis ``batch``.
+
+Exporter: ``torch.export``-based (``dynamo=True``, torch's default since 2.9). It traces
+symbolically, so a block that bakes the batch size into the graph fails at export instead of
+giving a silently wrong graph, and :data:`ONNX_DECOMPOSITIONS` rewrites the two ATen ops that
+have no ONNX counterpart (``searchsorted`` of the splines, the triangular solve of
+``GaussianMixtureModel``'s inverse) before conversion. ``exporter="torchscript"`` selects the
+legacy exporter (deprecated in torch 2.9; ~10x faster, needs no ``onnxscript``, but cannot export
+the spline blocks or ``GaussianMixtureModel``'s inverse). ``IResNetLayer``'s log-det is a
+stochastic autograd estimate and exports with neither: export it with ``jac=False``.
+
+The plain ``torch.onnx.export`` path: :class:`ExportAdapter` takes the inputs, then the
+conditions as positional tensors and returns the outputs, then the log-det::
+
+    import torch
+    from invertible.export import ExportAdapter
+
+    adapter = ExportAdapter(inn, direction="inverse").eval()
+    z, c0 = torch.randn(2, 8), torch.randn(2, 3)  # a batch of at least 2, see below
+    batch = torch.export.Dim("batch")
+    torch.onnx.export(
+        adapter, (z, c0), "flow_inv.onnx", dynamo=True,
+        input_names=["z", "c0"], output_names=["x", "log_det"],
+        dynamic_shapes=(({0: batch}, {0: batch}),),  # one tuple: forward(*tensors)
+    )
+
+Trace with a batch of at least 2: ``torch.export`` specialises axes of size 1. Needs the
+``export`` extra (``onnx``, ``onnxscript``; ``onnxruntime`` to run the graphs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .framework._calling import call_module, normalise_log_det
+from .modules._common import zero_log_det
+from .modules.base import InvertibleModule
+from .modules.inverse import Inverse
+from .utils import output_dims_compatible
+
+__all__ = ["ExportAdapter", "OnnxExport", "io_names", "to_onnx"]
+
+Shape = Tuple[int, ...]
+Tensors = Union[Tensor, Sequence[Tensor]]
+
+#: ``direction`` -> the ``rev`` flag passed to the network.
+DIRECTIONS: Dict[str, bool] = {"forward": False, "inverse": True}
+#: Exporter name -> the ``dynamo`` flag of ``torch.onnx.export``.
+EXPORTERS: Dict[str, bool] = {"dynamo": True, "torchscript": False}
+#: Size given to a dynamic batch axis when the example batch is smaller (torch.export
+#: specialises axes of size 0 and 1).
+MIN_EXAMPLE_BATCH = 2
+
+
+class OnnxExport(NamedTuple):
+    """What :func:`to_onnx` wrote: the file and the graph's input and output names."""
+
+    path: Path
+    input_names: List[str]
+    output_names: List[str]
+
+
+def _rev(direction: str) -> bool:
+    """``rev`` for ``direction``; ``ValueError`` naming the allowed values otherwise."""
+    if not isinstance(direction, str) or direction not in DIRECTIONS:
+        raise ValueError(f'direction must be "forward" or "inverse", got {direction!r}.')
+    return DIRECTIONS[direction]
+
+
+def _numbered(stem: str, count: int) -> List[str]:
+    """``[stem]`` for one tensor, else ``[stem0, stem1, ...]``."""
+    return [stem] if count == 1 else [f"{stem}{k}" for k in range(count)]
+
+
+def _inner(inn: nn.Module) -> nn.Module:
+    """The module under any ``Inverse`` wrappers."""
+    while isinstance(inn, Inverse):
+        inn = inn.module
+    return inn
+
+
+def data_shapes(inn: nn.Module, rev: bool) -> Optional[List[Shape]]:
+    """Shapes the network reads in direction ``rev`` (``None`` if it does not say)."""
+    if not isinstance(inn, InvertibleModule):
+        return None
+    try:
+        return list(output_dims_compatible(inn)) if rev else list(inn.dims_in)
+    except (NotImplementedError, TypeError, ValueError):
+        return None
+
+
+def condition_shapes(inn: nn.Module) -> Optional[List[Shape]]:
+    """Shapes of the conditions the network takes (``None`` if they cannot be read off).
+
+    A ``SequenceINN`` indexes one list by the ``cond`` given to ``append``: shape ``k`` is the
+    ``dims_c`` of the first block reading ``c[k]``; an index no block reads has no shape.
+    """
+    inner = _inner(inn)
+    if not isinstance(inner, InvertibleModule):
+        return None
+    picks = getattr(inner, "conditions", None)
+    if not (hasattr(inner, "module_list") and isinstance(picks, list)):
+        return list(inner.dims_c)
+    found: Dict[int, Shape] = {}
+    for module, k in zip(inner.module_list, picks):
+        if k is not None and k not in found:
+            shapes = condition_shapes(module)  # a nested container declares no dims_c
+            if shapes:
+                found[k] = tuple(shapes[0])
+    needed = {k for k in picks if k is not None}
+    if not needed:
+        return []
+    if set(found) != set(range(max(needed) + 1)):
+        return None
+    return [found[k] for k in range(len(found))]
+
+
+def io_names(
+    n_inputs: int, n_outputs: int, n_conditions: int = 0, direction: str = "forward",
+    jac: bool = True,
+) -> Tuple[List[str], List[str]]:
+    """The ONNX ``(input_names, output_names)`` :func:`to_onnx` gives a graph.
+
+    Forward: ``x``/``x0..``, then ``c0..`` -> ``z``/``z0..``, then ``log_det`` (if ``jac``);
+    the inverse swaps ``x`` and ``z``. One data tensor is not numbered; conditions always are.
+    """
+    src, dst = ("z", "x") if _rev(direction) else ("x", "z")
+    inputs = _numbered(src, n_inputs) + [f"c{k}" for k in range(n_conditions)]
+    return inputs, _numbered(dst, n_outputs) + (["log_det"] if jac else [])
+
+
+class ExportAdapter(nn.Module):
+    """One direction of an INN as a module of flat tensors: ``(*x, *c) -> (*z, log_det)``.
+
+    The first ``n_inputs`` positional tensors are the data, the rest the conditions; the
+    network is called with FrEIA's convention (``c`` only when there are conditions). The
+    log-det is returned as a ``(batch,)`` tensor, zeros if the network returned ``None``. The
+    network is the child ``inn`` (state_dict keys ``inn.*``).
+
+    Args:
+        inn: any invertible module or container.
+        direction: ``"forward"`` (``x -> z``) or ``"inverse"`` (``z -> x``).
+        n_inputs: number of data tensors (default: read off the network, else 1).
+        jac: also return the log-det; ``False`` returns the outputs only (``jac=False``).
+    """
+
+    def __init__(
+        self, inn: nn.Module, direction: str = "forward", n_inputs: Optional[int] = None,
+        jac: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(inn, nn.Module):
+            raise TypeError(f"ExportAdapter needs a torch.nn.Module, got {type(inn).__name__}.")
+        self.inn = inn
+        self.direction = direction
+        self.rev = _rev(direction)
+        self.jac = bool(jac)
+        if n_inputs is None:
+            n_inputs = len(data_shapes(inn, self.rev) or [()])
+        if isinstance(n_inputs, bool) or not isinstance(n_inputs, int) or n_inputs < 1:
+            raise ValueError(f"ExportAdapter: n_inputs must be an int >= 1, got {n_inputs!r}.")
+        self.n_inputs = n_inputs
+
+    def forward(self, *tensors: Tensor) -> Tuple[Tensor, ...]:
+        """Run the network on ``(*inputs, *conditions)``; return ``(*outputs, log_det)``."""
+        xs = tuple(tensors[: self.n_inputs])
+        cs = list(tensors[self.n_inputs :])
+        out, log_det = call_module(self.inn, xs, cs if cs else None, self.rev, self.jac)
+        outs = (out,) if isinstance(out, Tensor) else tuple(out)
+        if not self.jac:
+            return outs
+        log_det = normalise_log_det(log_det, outs[0], type(self.inn).__name__, True)
+        return (*outs, zero_log_det(outs[0]) if log_det is None else log_det)
+
+
+def _as_tensors(value: object, what: str) -> Tuple[Tensor, ...]:
+    """A tensor becomes ``(tensor,)``; a list or tuple of tensors a tuple; else ``TypeError``."""
+    if isinstance(value, Tensor):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, Tensor) for v in value):
+        return tuple(value)
+    raise TypeError(
+        f"to_onnx: {what} must be a tensor or a list/tuple of tensors, got "
+        f"{type(value).__name__}."
+    )
+
+
+def _check_shapes(what: str, tensors: Tuple[Tensor, ...], shapes: List[Shape]) -> None:
+    """``ValueError`` unless there is one tensor ``(batch, *shape)`` per shape."""
+    got = [tuple(t.shape) for t in tensors]
+    if len(tensors) != len(shapes) or any(
+        t.dim() != len(s) + 1 or tuple(t.shape[1:]) != s for t, s in zip(tensors, shapes)
+    ):
+        expected = ", ".join(f"(batch, *{s})" for s in shapes) or "none"
+        raise ValueError(f"to_onnx: {what} must be {len(shapes)} tensor(s) of shape "
+                         f"{expected}; got shapes {got}.")
+
+
+def _made_up(shapes: Optional[List[Shape]], batch: int, inn: nn.Module, what: str,
+             hint: str) -> Tuple[Tensor, ...]:
+    """Standard normal examples of ``shapes`` in the dtype/device of ``inn``'s first floating
+    parameter or buffer; ``ValueError`` if the shapes are unknown."""
+    if shapes is None:
+        raise ValueError(
+            f"to_onnx: {what} are needed: {type(inn).__name__} does not say {hint}; pass "
+            f"{what}=[tensor, ...] with the batch axis first."
+        )
+    floats = [t for t in [*inn.parameters(), *inn.buffers()] if t.is_floating_point()]
+    dtype = floats[0].dtype if floats else torch.get_default_dtype()
+    device = floats[0].device if floats else None
+    return tuple(torch.randn(batch, *s, dtype=dtype, device=device) for s in shapes)
+
+
+def example_tensors(
+    inn: nn.Module, rev: bool, example_inputs: Optional[Tensors], conditions: Optional[Tensors]
+) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
+    """The data and condition tensors to trace with: the given ones, checked, or made up.
+
+    Raises:
+        TypeError: an argument is not a tensor or a list/tuple of tensors.
+        ValueError: wrong numbers, shapes or batch sizes, or examples that are needed but
+            cannot be made up because the network does not declare its shapes.
+    """
+    shapes, cond_shapes = data_shapes(inn, rev), condition_shapes(inn)
+    if example_inputs is None:
+        xs = _made_up(shapes, MIN_EXAMPLE_BATCH, inn, "example_inputs", "its input shapes")
+    else:
+        xs = _as_tensors(example_inputs, "example_inputs")
+        if shapes is not None:
+            _check_shapes("example_inputs", xs, shapes)
+    if not xs:
+        raise ValueError("to_onnx: example_inputs is empty; the network needs an input tensor.")
+    if conditions is None and not isinstance(_inner(inn), InvertibleModule):
+        cs: Tuple[Tensor, ...] = ()  # a plain module: it declares no conditions
+    elif conditions is None:
+        cs = _made_up(cond_shapes, xs[0].shape[0], inn, "conditions", "its condition shapes")
+    else:
+        cs = _as_tensors(conditions, "conditions")
+        if cond_shapes is not None:
+            _check_shapes("conditions", cs, cond_shapes)
+    batches = sorted({int(t.shape[0]) for t in xs + cs if t.dim() > 0})
+    if len(batches) != 1 or batches[0] == 0:
+        raise ValueError(
+            f"to_onnx: every example input and condition needs the same non-zero batch size "
+            f"(axis 0); got batch sizes {batches}."
+        )
+    return xs, cs
+
+
+def _batched(tensors: Tuple[Tensor, ...], batch: int) -> Tuple[Tensor, ...]:
+    """Each tensor with its batch axis repeated up to ``batch`` rows (examples of size 1)."""
+    if not tensors or tensors[0].shape[0] >= batch:
+        return tensors
+    return tuple(t.expand(batch, *t.shape[1:]).contiguous() for t in tensors)
+
+
+def check_initialised(inn: nn.Module) -> None:
+    """``ValueError`` if a submodule with an ``is_initialized`` flag (ActNorm) is not set.
+
+    Data-dependent initialisation on made-up example inputs would silently export garbage.
+    """
+    for name, module in inn.named_modules():
+        flag = getattr(module, "is_initialized", None)
+        if isinstance(flag, Tensor) and flag.numel() == 1 and not bool(flag):
+            raise ValueError(
+                f"to_onnx: {type(module).__name__} at {name or '<root>'!r} is not initialised; "
+                f"initialise it on real data (e.g. one forward pass or .initialize(batch)) "
+                f"before exporting."
+            )
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put ``module`` in eval mode for the block and restore every submodule's flag after."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for submodule, training in flags:
+            submodule.training = training
+
+
+#: Messages of warnings the exporters raise about themselves, not about the user's network.
+_EXPORTER_NOISE = (
+    r".*legacy TorchScript-based ONNX export.*",
+    r".*feature will be removed.*",
+    r".*LeafSpec.*",
+    r".*The axis name: .* will not be used",
+)
+
+
+@contextlib.contextmanager
+def _quiet_exporter(verbose: bool) -> Iterator[None]:
+    """Silence torch.onnx's progress logging and its warnings about itself unless verbose."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    with warnings.catch_warnings():
+        if not verbose:
+            logger.setLevel(logging.ERROR)
+            for message in _EXPORTER_NOISE:
+                warnings.filterwarnings("ignore", message=message)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+def searchsorted_by_counting(
+    sorted_sequence: Tensor, values: Tensor, *, out_int32: bool = False, right: bool = False,
+    side: Optional[str] = None, sorter: Optional[Tensor] = None,
+) -> Tensor:
+    """``torch.searchsorted`` as a count: the left insertion index of ``v`` is the number of
+    knots ``< v`` (right: ``<= v``). ONNX has no searchsorted; splines need it."""
+    if sorter is not None:
+        raise NotImplementedError("to_onnx cannot export torch.searchsorted with a sorter.")
+    knots = sorted_sequence.unsqueeze(-2) if sorted_sequence.dim() > 1 else sorted_sequence
+    v = values.unsqueeze(-1)
+    hits = (knots <= v) if (right or side == "right") else (knots < v)
+    return hits.sum(dim=-1, dtype=torch.int32 if out_int32 else torch.int64)
+
+
+def solve_triangular_by_substitution(
+    A: Tensor, B: Tensor, *, upper: bool, left: bool = True, unitriangular: bool = False
+) -> Tensor:
+    """``torch.linalg.solve_triangular`` by forward/back substitution, unrolled over the (static)
+    size of ``A``. ONNX has no triangular solve; ``GaussianMixtureModel``'s inverse needs it."""
+    if not left:  # X A = B  <=>  A^T X^T = B^T
+        return solve_triangular_by_substitution(
+            A.mT, B.mT, upper=not upper, unitriangular=unitriangular
+        ).mT
+    n = A.shape[-1]
+    rows: List[Optional[Tensor]] = [None] * n
+    for i in range(n - 1, -1, -1) if upper else range(n):
+        done = range(i + 1, n) if upper else range(i)
+        acc = B[..., i, :]
+        if len(done) > 0:
+            known = torch.stack([rows[j] for j in done], dim=-2)  # type: ignore[misc]
+            acc = acc - (A[..., i, done[0] : done[-1] + 1].unsqueeze(-1) * known).sum(dim=-2)
+        rows[i] = acc if unitriangular else acc / A[..., i, i : i + 1]
+    return torch.stack(rows, dim=-2)  # type: ignore[arg-type]
+
+
+#: ATen ops without an ONNX translation, rewritten in exportable ops before conversion.
+ONNX_DECOMPOSITIONS = {
+    torch.ops.aten.searchsorted.Tensor: searchsorted_by_counting,
+    torch.ops.aten.linalg_solve_triangular.default: solve_triangular_by_substitution,
+}
+
+
+def _exported_program(
+    adapter: ExportAdapter, args: Tuple[Tensor, ...], shapes: Optional[tuple]
+) -> torch.export.ExportedProgram:
+    """``torch.export`` the adapter and rewrite the ops ONNX lacks (:data:`ONNX_DECOMPOSITIONS`)."""
+    program = torch.export.export(adapter, args, dynamic_shapes=shapes, strict=False)
+    used = {node.target for node in program.graph.nodes}
+    table = {op: fn for op, fn in ONNX_DECOMPOSITIONS.items() if op in used}
+    return program.run_decompositions(table) if table else program
+
+
+def exporter_failure(error: BaseException) -> str:
+    """The gist of an exporter's error: the dynamo exporter's exception summary, else the
+    first line (the TorchScript exporter appends its whole IR graph)."""
+    text = str(error)
+    start = text.find("## Exception summary")
+    if start >= 0:
+        text = text[start + len("## Exception summary") :].split("(Refer to")[0]
+        lines = [line.strip() for line in text.splitlines() if line.strip() not in ("", "⬆️")]
+        return " <- ".join(lines)[:1500]
+    return f"{type(error).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"[:1500]
+
+
+def _export(adapter: ExportAdapter, args: Tuple[Tensor, ...], path: Path,
+            names: Tuple[List[str], List[str]], dynamic: bool, options: Dict[str, object]
+            ) -> None:
+    """Export with ``torch.onnx.export``, the batch axis dynamic in either exporter's terms."""
+    kwargs: Dict[str, object] = {"input_names": names[0], "output_names": names[1], **options}
+    if kwargs.pop("dynamo"):
+        batch = torch.export.Dim("batch")
+        shapes = (tuple({0: batch} for _ in args),) if dynamic else None  # forward(*tensors)
+        program = _exported_program(adapter, args, shapes)
+        torch.onnx.export(program, args, str(path), dynamo=True, dynamic_shapes=shapes, **kwargs)
+        return
+    if dynamic:
+        kwargs["dynamic_axes"] = {name: {0: "batch"} for name in names[0] + names[1]}
+    kwargs.pop("external_data")
+    torch.onnx.export(adapter, args, str(path), dynamo=False, **kwargs)
+
+
+def to_onnx(
+    inn: nn.Module,
+    path: Union[str, os.PathLike],
+    direction: str = "forward",
+    example_inputs: Optional[Tensors] = None,
+    conditions: Optional[Tensors] = None,
+    dynamic_batch: bool = True,
+    opset: Optional[int] = None,
+    *,
+    jac: bool = True,
+    exporter: str = "dynamo",
+    external_data: Optional[bool] = None,
+    verbose: bool = False,
+) -> OnnxExport:
+    """Export one direction of ``inn`` to the ONNX file ``path`` (see the module docstring).
+
+    The network is traced in eval mode (every submodule's flag is restored afterwards); the
+    graph returns the outputs and then the ``(batch,)`` log-det.
+
+    Args:
+        inn: a ``SequenceINN``, ``GraphINN`` or any ``InvertibleModule`` (or an ``nn.Module``
+            called as ``inn(xs, c=cs, rev=..., jac=...)``, given ``example_inputs``).
+        path: the ``.onnx`` file to write (parent folders are created).
+        direction: ``"forward"`` (``x -> z``) or ``"inverse"`` (``z -> x``).
+        example_inputs: tensor(s) ``(batch, *shape)`` to trace with: ``x`` for the forward,
+            ``z`` for the inverse direction. Default: standard normal of the declared shapes;
+            values do not matter, shapes and dtype do.
+        conditions: condition tensor(s), as for ``inn(..., c=...)``. Default: standard normal
+            of the declared condition shapes (a ``SequenceINN``'s read off its blocks).
+        dynamic_batch: make axis 0 of every input and output the dynamic axis ``batch``
+            (example batches of size 1 are repeated to 2 for tracing).
+        opset: the ONNX opset (default: the exporter's recommended one).
+        jac: export the log-det output; ``False`` calls the network with ``jac=False``.
+        exporter: ``"dynamo"`` (default) or ``"torchscript"``.
+        external_data: weights in a separate ``<path>.data`` file (default: above 1 GiB only).
+        verbose: let the exporter print its progress and its own warnings.
+
+    Returns:
+        ``OnnxExport(path, input_names, output_names)``.
+
+    Raises:
+        ValueError: a bad ``direction``/``exporter``, missing or malformed examples, or an
+            ActNorm that is not initialised yet.
+        TypeError: ``inn`` is not a module, or examples are not tensors.
+        RuntimeError: the exporter failed; the message has the gist, ``__cause__`` the rest.
+    """
+    if not isinstance(inn, nn.Module):
+        raise TypeError(f"to_onnx needs a torch.nn.Module, got {type(inn).__name__}.")
+    rev = _rev(direction)
+    if exporter not in EXPORTERS:
+        raise ValueError(f'to_onnx: exporter must be "dynamo" or "torchscript", got {exporter!r}.')
+    check_initialised(inn)
+    xs, cs = example_tensors(inn, rev, example_inputs, conditions)
+    if dynamic_batch:
+        xs, cs = _batched(xs, MIN_EXAMPLE_BATCH), _batched(cs, MIN_EXAMPLE_BATCH)
+    adapter = ExportAdapter(inn, direction, n_inputs=len(xs), jac=jac)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    big = sum(t.numel() * t.element_size() for t in [*inn.parameters(), *inn.buffers()]) > 2**30
+    options = {"dynamo": EXPORTERS[exporter], "opset_version": opset, "verbose": verbose,
+               "external_data": big if external_data is None else bool(external_data)}
+    with eval_mode(adapter), torch.no_grad():
+        n_outputs = len(adapter(*xs, *cs)) - int(bool(jac))
+        names = io_names(len(xs), n_outputs, len(cs), direction, jac)
+        try:
+            with _quiet_exporter(verbose):
+                _export(adapter, xs + cs, path, names, dynamic_batch, options)
+        except Exception as error:
+            raise RuntimeError(
+                f"to_onnx: the {exporter} exporter failed on {type(inn).__name__} "
+                f"({direction}): {exporter_failure(error)}"
+            ) from error
+    return OnnxExport(path, names[0], names[1])
