@@ -288,3 +288,57 @@ def test_pickle_and_deepcopy_keep_the_state() -> None:
         x = torch.randn(3, 2)
         expected = module([x])[0][0]
         assert all(torch.equal(o([x])[0][0], expected) for o in copies)
+
+
+# --- distributed initialisation and loading (issue 5) -----------------------------------------
+
+
+def test_distributed_statistics_equal_the_local_ones_on_one_rank(monkeypatch) -> None:
+    """With an all-reduce that is the identity (one rank), the two-pass statistics equal
+    torch's mean and unbiased std; the real 2-rank run is in tests/test_ddp.py."""
+    from invertible.modules import _elementwise as E
+
+    monkeypatch.setattr(E, "_all_reduce_sum", lambda t, group: t)
+    for shape in ((5,), (3, 4, 2)):
+        batch = skewed(shape, batch=7)
+        mean, std = E.distributed_channel_mean_std(batch.float())
+        ref_mean, ref_std = E.channel_mean_std(batch)
+        assert mean.dtype == torch.float32 and mean.shape == ref_mean.shape
+        assert torch.allclose(mean.double(), ref_mean, atol=1e-6)
+        assert torch.allclose(std.double(), ref_std, atol=1e-6)
+
+
+def test_distributed_path_is_taken_only_with_several_ranks(monkeypatch) -> None:
+    import invertible.modules.invertible_resnet as ir
+
+    used = []
+    monkeypatch.setattr(ir, "distributed_world_size", lambda group=None: 2)
+    monkeypatch.setattr(ir, "distributed_channel_mean_std",
+                        lambda batch, group=None: used.append(group) or (
+                            batch.mean(dim=0, keepdim=True), batch.std(dim=0, keepdim=True)))
+    module = ActNorm([(3,)]).double()
+    module([skewed((3,))])
+    assert used == [None]
+    local = ActNorm([(3,)]).double()
+    local.sync_distributed_init = False
+    local([skewed((3,))])
+    assert used == [None]
+
+
+def test_loaded_parameters_without_flag_are_never_overwritten() -> None:
+    """A non-strict load of log_scale/loc without is_initialized counts as initialised."""
+    trained = ActNorm([(3,)]).double()
+    trained([skewed((3,), seed=1)])
+    state = {k: v for k, v in trained.state_dict().items() if k != "is_initialized"}
+    fresh = ActNorm([(3,)]).double()
+    fresh.load_state_dict(state, strict=False)
+    assert bool(fresh.is_initialized)
+    x = skewed((3,), seed=2) * 4.0
+    assert torch.equal(fresh([x])[0][0], trained([x])[0][0])
+    nested = SequenceINN(3)
+    nested.append(ActNorm)
+    nested.double().load_state_dict({f"module_list.0.{k}": v for k, v in state.items()},
+                                    strict=False)
+    assert torch.equal(nested[0].loc, trained.loc)
+    nested(x, rev=True)
+    assert torch.equal(nested[0].loc, trained.loc)

@@ -422,3 +422,70 @@ def test_iresnet_scenario_vectors() -> None:
 @pytest.mark.slow
 def test_iresnet_scenario_images() -> None:
     run_scenario((3, 10, 10), None, rtol=0.1)
+
+
+# --- the contraction check is cached on the weights' versions --------------------------------
+
+
+def test_contraction_check_is_recomputed_only_when_weights_change(monkeypatch) -> None:
+    """The spectral bounds (an SVD/FFT per layer) run again only after a weight changed."""
+    import invertible.modules.invertible_resnet as ir
+
+    calls = []
+    real = ir.layer_norm_bounds
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ir, "layer_norm_bounds", counting)
+    torch.manual_seed(12)
+    layer = IResNetLayer([(3,)], internal_size=4)
+    layer.lipschitz_correction()
+    z = torch.randn(2, 3)
+    for _ in range(3):
+        layer([z], rev=True, jac=False)
+    assert len(calls) == 1
+    optimiser = torch.optim.SGD(layer.parameters(), lr=0.1)
+    (layer([z])[0][0] ** 2).sum().backward()
+    optimiser.step()  # an in-place update bumps the weights' versions
+    layer([z], rev=True, jac=False)
+    assert len(calls) == 2
+    layer.lipschitz_correction()
+    layer([z], rev=True, jac=False)
+    layer.load_state_dict(layer.state_dict())
+    layer([z], rev=True, jac=False)
+    layer.double()
+    layer([z.double()], rev=True, jac=False)
+    assert len(calls) == 5
+    layer([z.double()], rev=True, jac=False)
+    assert len(calls) == 5
+
+
+def test_cached_check_still_warns_on_every_reverse_call() -> None:
+    torch.manual_seed(9)
+    layer = IResNetLayer([(3,)], internal_size=4)
+    with torch.no_grad():
+        for m in layer.layers:
+            m.weight.mul_(10.0)
+    z = torch.randn(2, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            layer([z], rev=True, jac=False)
+    assert sum("lipschitz_correction" in str(w.message) for w in caught) == 3
+    layer.lipschitz_correction()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer([z], rev=True, jac=False)
+
+
+def test_contraction_check_works_for_inference_mode_weights() -> None:
+    """Inference tensors track no version: the check is then simply recomputed."""
+    with torch.inference_mode():
+        torch.manual_seed(9)
+        layer = IResNetLayer([(3,)], internal_size=4)
+        layer.lipschitz_correction()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            layer([torch.randn(2, 3)], rev=True, jac=False)

@@ -421,7 +421,7 @@ def test_other_errors() -> None:
     with pytest.raises(NotImplementedError, match="_spline1"):
         BinnedSpline([(4,)], subnet_constructor=dense_subnet)([torch.randn(2, 4)])
     e = ERQS([(4,)], [(2,)], subnet_constructor=dense_subnet)
-    with pytest.raises(ValueError, match=r"expected an input of shape \(B, 4\)"):
+    with pytest.raises(ValueError, match=r"input must have shape \(B, 4\), got shape \(2, 5\)"):
         e([torch.randn(2, 5)], c=[torch.randn(2, 2)])
     with pytest.raises(ValueError, match="1 condition"):
         e([torch.randn(2, 4)])

@@ -8,7 +8,12 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from .debug import FiniteGuard, NonFiniteError, check_finite
+
 __all__ = [
+    "FiniteGuard",
+    "NonFiniteError",
+    "check_finite",
     "f_except",
     "force_to",
     "output_dims_compatible",

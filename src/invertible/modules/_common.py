@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Sequence
 from math import prod
-from typing import Any, Callable, Iterable, List, Optional, Tuple, Type
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Type, Union
 
 import torch
 from torch import Tensor, nn
@@ -19,13 +20,17 @@ __all__ = [
     "SubnetConstructor",
     "cat_conditions",
     "channel_input_shape",
+    "check_block_inputs",
     "check_channels",
     "check_condition_shapes",
+    "check_condition_tensors",
+    "check_input_tensors",
     "check_single_input",
     "condition_list",
     "frozen_parameter",
     "is_int",
     "is_tracing",
+    "module_reference",
     "n_elements",
     "require_no_conditions",
     "same_shape",
@@ -187,3 +192,150 @@ def check_channels(block: str, tensors: Sequence[Tensor], shapes: ShapeList) -> 
                 f"{block}: {what} must have shape (B, {', '.join(map(str, shape))}) with "
                 f"{shape[0]} channels, got shape {tuple(t.shape)}."
             )
+
+
+# --- call-time checks of the tensors themselves (shape, dtype, device) -------------------------
+
+
+def module_reference(module: nn.Module) -> Optional[Tensor]:
+    """The tensor whose device (and dtype, if floating) a block's inputs must match.
+
+    The first floating-point parameter or buffer of ``module`` (its own first, then its
+    children's); else its first tensor of any dtype (e.g. an int64 permutation); else ``None``
+    for parameter-free blocks, which accept any device and dtype.
+    """
+    first: Optional[Tensor] = None
+    for t in itertools.chain(module.parameters(), module.buffers()):
+        if t.is_floating_point():
+            return t
+        first = t if first is None else first
+    return first
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    """``(B, 3, 8, 8)``: a tensor shape with the batch written as B."""
+    return "(" + ", ".join(["B", *(str(int(d)) for d in shape)]) + ")"
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is active for ``device_type`` (False for unknown types)."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4 takes no device type
+        return bool(torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled())
+    except RuntimeError:  # a device type autocast does not know, e.g. "meta"
+        return False
+
+
+def _check_dtype_device(block: str, what: str, t: Tensor, like: Optional[Tensor]) -> None:
+    """``t`` must be on ``like``'s device and, when ``like`` is floating, of its dtype.
+
+    Dtypes are not compared under autocast, where mixed dtypes are intended.
+    """
+    if like is None:
+        return
+    if t.device != like.device:
+        raise ValueError(
+            f"{block}: {what} is on device {t.device}, but the block's parameters are on "
+            f"{like.device}; move the data or the block with .to(...)."
+        )
+    if like.is_floating_point() and t.dtype != like.dtype and not _autocast_on(t.device.type):
+        raise TypeError(
+            f"{block}: {what} has dtype {t.dtype}, but the block's parameters are "
+            f"{like.dtype}; convert the data or the block (e.g. .to({like.dtype}))."
+        )
+
+
+def _check_tensor(
+    block: str, what: str, t: Any, shape: Optional[Sequence[int]], like: Optional[Tensor],
+    floating: bool,
+) -> None:
+    """One tensor: a ``Tensor``, floating if required, of shape ``(B, *shape)``, like ``like``."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{block}: {what} must be a torch.Tensor, got {type(t).__name__}.")
+    if floating and not t.is_floating_point():
+        raise TypeError(
+            f"{block}: {what} must be a floating-point tensor, got dtype {t.dtype}."
+        )
+    checkable = shape is not None and not torch.jit.is_tracing()
+    if checkable and (t.dim() != len(shape) + 1 or tuple(t.shape[1:]) != tuple(shape)):
+        raise ValueError(
+            f"{block}: {what} must have shape {_shape_text(shape)}, got shape {tuple(t.shape)}."
+        )
+    _check_dtype_device(block, what, t, like)
+
+
+def check_input_tensors(
+    block: str,
+    x: Any,
+    shapes: Sequence[Optional[Sequence[int]]],
+    like: Optional[Tensor] = None,
+    floating: bool = True,
+    rev: bool = False,
+) -> List[Tensor]:
+    """Validate a block's data inputs; return them as a list.
+
+    Args:
+        block: the block's name for messages.
+        x: what the caller passed: a list or tuple of tensors.
+        shapes: the expected shape (batch excluded) of each tensor; ``None`` skips one shape.
+        like: a tensor of the block (see :func:`module_reference`) whose device, and dtype if
+            floating, the inputs must share; ``None`` accepts any.
+        floating: require floating-point tensors.
+        rev: the direction, for messages (the reverse takes the block's outputs).
+
+    Raises:
+        ValueError: a bare tensor, the wrong number of tensors, a wrong shape or device.
+        TypeError: a non-tensor, a non-floating tensor, or a dtype other than the block's.
+    """
+    what = "reverse input" if rev else "input"
+    if isinstance(x, Tensor) or not isinstance(x, (list, tuple)):
+        got = "a bare tensor" if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(
+            f"{block} takes a list or tuple of {len(shapes)} {what} tensor(s), e.g. [x]; "
+            f"got {got}."
+        )
+    if len(x) != len(shapes):
+        expected = ", ".join(_shape_text(s) if s is not None else "?" for s in shapes)
+        raise ValueError(
+            f"{block} takes {len(shapes)} {what} tensor(s) of shape {expected}, got {len(x)}."
+        )
+    for k, (t, shape) in enumerate(zip(x, shapes)):
+        name = what if len(shapes) == 1 else f"{what} {k}"
+        _check_tensor(block, name, t, shape, like, floating)
+    return list(x)
+
+
+def check_condition_tensors(
+    block: str,
+    c: Union[Tensor, Sequence[Tensor], None],
+    dims_c: ShapeList,
+    like: Optional[Tensor] = None,
+) -> List[Tensor]:
+    """Validate a block's conditions against ``dims_c``; return them as a list.
+
+    ``None`` or ``[]`` means no conditions; a bare tensor means ``[c]``.
+
+    Raises:
+        ValueError: a missing, unexpected or extra condition, or a wrong shape or device.
+        TypeError: a non-tensor condition or one of another dtype than the block.
+    """
+    cs = condition_list(block, c, dims_c)
+    for k, (t, shape) in enumerate(zip(cs, dims_c)):
+        _check_tensor(block, f"condition {k}", t, shape, like, floating=True)
+    return cs
+
+
+def check_block_inputs(
+    module: nn.Module, x: Any, rev: bool, floating: Optional[bool] = None
+) -> List[Tensor]:
+    """:func:`check_input_tensors` for a single-step block: the shapes are ``module.dims_in``
+    (forward) or ``module.output_dims(module.dims_in)`` (reverse), the reference tensor is
+    :func:`module_reference` (none for parameter-free blocks), and ``floating`` defaults to
+    whether the block has a floating-point tensor."""
+    dims_in = module.dims_in  # type: ignore[attr-defined]
+    shapes = module.output_dims(dims_in) if rev else dims_in  # type: ignore[operator]
+    like = module_reference(module)
+    if floating is None:
+        floating = like is not None and like.is_floating_point()
+    return check_input_tensors(type(module).__name__, x, shapes, like, floating, rev)

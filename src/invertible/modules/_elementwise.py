@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from ._common import sum_nonbatch
@@ -15,6 +16,8 @@ __all__ = [
     "channel_mean_std",
     "channel_param_shape",
     "convert_old_actnorm_keys",
+    "distributed_channel_mean_std",
+    "distributed_world_size",
     "reduce_dims",
     "scale_by_log",
     "symmetric_log_slope",
@@ -55,11 +58,47 @@ def scale_by_log(x: Tensor, log_scale: Tensor, rev: bool) -> Tuple[Tensor, Tenso
 def channel_mean_std(batch: Tensor) -> Tuple[Tensor, Tensor]:
     """Per-channel mean and unbiased standard deviation over batch and spatial axes (keepdim).
 
-    This is the only statistic ActNorm's data-dependent initialisation needs; a distributed
-    variant can all-reduce around this function.
+    This is the only statistic ActNorm's data-dependent initialisation needs; across
+    ``torch.distributed`` ranks it uses :func:`distributed_channel_mean_std` instead.
     """
     dims = reduce_dims(batch.dim())
     return batch.mean(dim=dims, keepdim=True), batch.std(dim=dims, keepdim=True)
+
+
+def distributed_world_size(group: Optional[Any] = None) -> int:
+    """Ranks in ``group`` (``None``: the default group); 1 if ``torch.distributed`` is off."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return int(dist.get_world_size(group))
+
+
+def _all_reduce_sum(t: Tensor, group: Optional[Any]) -> Tensor:
+    """Sum ``t`` over all ranks of ``group`` in place (a collective: every rank must call it)."""
+    dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
+    return t
+
+
+def distributed_channel_mean_std(
+    batch: Tensor, group: Optional[Any] = None
+) -> Tuple[Tensor, Tensor]:
+    r"""Per-channel mean and unbiased std of the union of every rank's ``batch`` (keepdim).
+
+    Two all-reduces (sums), so ranks may hold different batch sizes: first
+    :math:`(n_r, \sum x)` gives the global count n and mean :math:`\mu`, then
+    :math:`\sum (x - \mu)^2` gives :math:`s^2 = \frac{1}{n-1}\sum (x - \mu)^2` (the two-pass
+    formula, numerically stable). Accumulates in float64 (float32 on MPS). Every rank gets the
+    same result; a global count of 1 gives a NaN std. A collective: all ranks must call it.
+    """
+    dims = reduce_dims(batch.dim())
+    acc = torch.float32 if batch.device.type == "mps" else torch.float64
+    values = batch.to(acc)
+    count = values.new_full((1,), float(batch.numel() // max(batch.shape[1], 1)))
+    sums = _all_reduce_sum(torch.cat([values.sum(dim=dims).reshape(-1), count]), group)
+    n = sums[-1]
+    mean = (sums[:-1] / n).reshape((1, -1) + (1,) * (batch.dim() - 2))
+    squares = _all_reduce_sum(((values - mean) ** 2).sum(dim=dims).reshape(-1), group)
+    std = torch.sqrt(squares / (n - 1)).reshape(mean.shape)
+    return mean.to(batch.dtype), std.to(batch.dtype)
 
 
 def actnorm_map(

@@ -6,7 +6,7 @@ ICML 2019.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,7 @@ __all__ = [
     "layer_norm_bounds",
     "power_iteration_norm",
     "power_series_log_det",
+    "weights_key",
 ]
 
 #: ``op(x, weight)``: a layer's linear map (or its adjoint) applied with the given weight.
@@ -160,3 +161,20 @@ def layer_norm_bounds(layers: Sequence[nn.Module], bound: NormBound, spatial: Sh
     """Upper bounds of each layer's operator norm (their product bounds Lip(g))."""
     with torch.no_grad():
         return [float(bound(_svd_ready(layer.weight), spatial)) for layer in layers]
+
+
+#: Identifies the current values of some weights: (storage, version, dtype) per weight.
+WeightsKey = Tuple[Tuple[int, int, torch.dtype], ...]
+
+
+def weights_key(layers: Sequence[nn.Module]) -> Optional[WeightsKey]:
+    """``(data_ptr, _version, dtype)`` of each layer's weight, or ``None`` if not tracked.
+
+    Plain ints that change whenever a weight is replaced (``.to()``, ``.double()``) or modified
+    in place by an autograd-visible op (optimiser steps, ``copy_``, ``mul_`` under
+    ``no_grad``). Inference-mode tensors track no version: ``None`` means "unknown".
+    """
+    try:
+        return tuple((m.weight.data_ptr(), m.weight._version, m.weight.dtype) for m in layers)
+    except RuntimeError:
+        return None

@@ -15,6 +15,7 @@ from ._common import (
     Shape,
     ShapeList,
     channel_input_shape,
+    check_input_tensors,
     check_single_input,
     frozen_parameter,
     require_no_conditions,
@@ -106,7 +107,8 @@ class PermuteRandom(InvertibleModule):
     ) -> Tuple[List[Tensor], Tensor]:
         """Gather the channels by ``perm`` (forward) or ``perm_inv`` (reverse)."""
         index = self.perm_inv if rev else self.perm
-        y = x[0].index_select(1, index)
+        (x_in,) = check_input_tensors("PermuteRandom", x, self.dims_in, index, rev=rev)
+        y = x_in.index_select(1, index)
         return [y], zero_log_det(y)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -173,10 +175,11 @@ class FixedLinearTransform(InvertibleModule):
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """Forward ``x @ Mᵀ + b``; reverse ``(y - b) @ (Mᵀ)⁻¹``."""
+        (x_in,) = check_input_tensors("FixedLinearTransform", x, self.dims_in, self.M, rev=rev)
         if rev:
-            y = (x[0] - self.b) @ self.M_inv
+            y = (x_in - self.b) @ self.M_inv
             return (y,), zero_log_det(y) - self.logDetM
-        y = x[0] @ self.M + self.b
+        y = x_in @ self.M + self.b
         return (y,), zero_log_det(y) + self.logDetM
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -228,11 +231,12 @@ class Fixed1x1Conv(InvertibleModule):
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """Forward ``conv2d(x, Mᵀ)``; reverse ``conv2d(y, (Mᵀ)⁻¹)``."""
-        n_pix = x[0].shape[2] * x[0].shape[3]
+        (x_in,) = check_input_tensors("Fixed1x1Conv", x, self.dims_in, self.M, rev=rev)
+        n_pix = x_in.shape[2] * x_in.shape[3]
         if rev:
-            y = F.conv2d(x[0], self.M_inv)
+            y = F.conv2d(x_in, self.M_inv)
             return (y,), zero_log_det(y) - self.logDetM * n_pix
-        y = F.conv2d(x[0], self.M)
+        y = F.conv2d(x_in, self.M)
         return (y,), zero_log_det(y) + self.logDetM * n_pix
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -270,10 +274,11 @@ class InvertibleSigmoid(InvertibleModule):
         jac: bool = True,
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """Sigmoid (forward) or logit (reverse); always ``((y,), log_det)``."""
+        (x_in,) = check_input_tensors("InvertibleSigmoid", x_or_z, self.dims_in, rev=rev)
         if rev:
-            x = torch.logit(x_or_z[0])
+            x = torch.logit(x_in)
             return (x,), -sum_nonbatch(log_sigmoid_derivative(x))
-        x = x_or_z[0]
+        x = x_in
         return (torch.sigmoid(x),), sum_nonbatch(log_sigmoid_derivative(x))
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:

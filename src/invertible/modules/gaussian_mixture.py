@@ -9,7 +9,15 @@ import torch
 from torch import Tensor
 
 from .._errors import InvertibleAssertionError
-from ._common import Dims, ShapeList, is_int, same_shape, vector_size
+from ._common import (
+    Dims,
+    ShapeList,
+    check_condition_tensors,
+    check_input_tensors,
+    is_int,
+    same_shape,
+    vector_size,
+)
 from .base import InvertibleModule
 
 __all__ = ["GaussianMixtureModel"]
@@ -139,31 +147,46 @@ class GaussianMixtureModel(InvertibleModule):
 
         The log-det is always returned: ``(B,)``, or ``(B, K)`` with ``i=None``.
         """
-        if len(x) != 1:
-            raise InvertibleAssertionError(
-                f"GaussianMixtureModel can only use 1 input, got {len(x)} input tensors."
-            )
         w, mu, entries, i = self._conditions(c)
+        x_in = self._checked_input(x, i is None, rev)
         if i is not None:  # the type of a condition, not a tensor value
             index = component_index("GaussianMixtureModel", i, w)
             mu, entries = select_component(mu, index), select_component(entries, index)
-        elif x[0].dim() == 2:
-            x = [x[0].unsqueeze(1)]
+        elif x_in.dim() == 2:
+            x_in = x_in.unsqueeze(1)
         U = upper_factor(entries, self.mask_diagonal, self.mask_upper)
         log_det = entries[..., : self.mask_diagonal.shape[0]].sum(dim=-1)
         if rev:
-            return [colour(x[0], mu, U)], -log_det
-        return [whiten(x[0], mu, U)], log_det
+            return [colour(x_in, mu, U)], -log_det
+        return [whiten(x_in, mu, U)], log_det
 
-    @staticmethod
-    def _conditions(c: Optional[Sequence[Any]]) -> Conditions:
-        """``(w, mu, U_entries, i)`` from ``c``; ``ValueError`` unless there are exactly four."""
-        if c is None or len(c) != 4:
-            got = "none" if c is None else f"{len(c)}"
+    def _checked_input(self, x: Sequence[Tensor], all_components: bool, rev: bool) -> Tensor:
+        """The one input ``(B, d)`` (or ``(B, K, d)`` when all components are applied)."""
+        if not isinstance(x, Tensor) and len(x) != 1:
+            raise InvertibleAssertionError(
+                f"GaussianMixtureModel can only use 1 input, got {len(x)} input tensors."
+            )
+        shape = self.dims_in[0]
+        if all_components and isinstance(x[0], Tensor) and x[0].dim() == 3:
+            shape = (self.dims_c[0][0], *shape)  # one point per component: (B, K, d)
+        block = "GaussianMixtureModel"
+        return check_input_tensors(block, x, [shape], self.mask_diagonal, rev=rev)[0]
+
+    def _conditions(self, c: Optional[Sequence[Any]]) -> Conditions:
+        """``(w, mu, U_entries, i)`` from ``c``, with the shapes of ``dims_c``.
+
+        Raises:
+            ValueError: not exactly four conditions, or a wrong shape or device of the first
+                three; ``TypeError`` for a non-tensor or non-floating one among them.
+        """
+        if c is None or isinstance(c, Tensor) or len(c) != 4:
+            got = "none" if c is None else ("a bare tensor" if isinstance(c, Tensor) else len(c))
             raise ValueError(
                 f"GaussianMixtureModel needs the conditions [w, mu, U_entries, i], got {got}."
             )
-        return c[0], c[1], c[2], c[3]
+        block = "GaussianMixtureModel"
+        w, mu, entries = check_condition_tensors(block, c[:3], self.dims_c[:3], self.mask_diagonal)
+        return w, mu, entries, c[3]
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape ``[(d,)]`` (the fixed-component form)."""

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .._errors import InvertibleAssertionError
-from ._common import Dims, Shape, ShapeList, is_int, zero_log_det
+from ._common import Dims, Shape, ShapeList, check_input_tensors, is_int, zero_log_det
 from .base import InvertibleModule
 
 __all__ = ["Concat", "Concat1d", "ConcatChannel", "Split", "Split1D", "SplitChannel"]
@@ -91,10 +91,11 @@ def section_sizes_for(length: int, section_sizes: SectionSizes, n_sections: Any)
     )
 
 
-def check_tensor_count(block: str, xs: Sequence[Tensor], expected: int, what: str) -> None:
-    """Raise ``ValueError`` unless ``xs`` holds ``expected`` tensors."""
-    if len(xs) != expected:
-        raise ValueError(f"{block} expects {expected} {what} tensor(s), got {len(xs)}.")
+def checked_inputs(module: InvertibleModule, x: Any, rev: bool) -> List[Tensor]:
+    """The inputs of ``Split``/``Concat``: count and shapes against ``dims_in`` (forward) or
+    ``output_dims`` (reverse); any dtype and device (the blocks only move data)."""
+    shapes = module.output_dims(module.dims_in) if rev else module.dims_in
+    return check_input_tensors(type(module).__name__, x, shapes, floating=False, rev=rev)
 
 
 class Split(InvertibleModule):
@@ -136,12 +137,11 @@ class Split(InvertibleModule):
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
     ) -> Tuple[Sequence[Tensor], Tensor]:
         """Forward: ``torch.split`` (a tuple); reverse: ``[cat(sections)]``."""
+        xs = checked_inputs(self, x, rev)
         if rev:
-            check_tensor_count("Split (reverse)", x, len(self.split_size_or_sections), "section")
-            out: Sequence[Tensor] = [torch.cat(list(x), dim=self.dim + 1)]
+            out: Sequence[Tensor] = [torch.cat(xs, dim=self.dim + 1)]
         else:
-            check_tensor_count("Split", x, 1, "input")
-            out = torch.split(x[0], self.split_size_or_sections, dim=self.dim + 1)
+            out = torch.split(xs[0], self.split_size_or_sections, dim=self.dim + 1)
         return out, zero_log_det(out[0])
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -206,14 +206,13 @@ class Concat(InvertibleModule):
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
     ) -> Tuple[Sequence[Tensor], Tensor]:
         """Forward: ``[cat(inputs)]``; reverse: ``torch.split`` (a tuple)."""
+        xs = checked_inputs(self, x, rev)
         if rev:
-            check_tensor_count("Concat (reverse)", x, 1, "input")
             out: Sequence[Tensor] = torch.split(
-                x[0], self.split_size_or_sections, dim=self.dim + 1
+                xs[0], self.split_size_or_sections, dim=self.dim + 1
             )
         else:
-            check_tensor_count("Concat", x, len(self.split_size_or_sections), "input")
-            out = [torch.cat(list(x), dim=self.dim + 1)]
+            out = [torch.cat(xs, dim=self.dim + 1)]
         return out, zero_log_det(out[0])
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:

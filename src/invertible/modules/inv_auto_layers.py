@@ -20,6 +20,7 @@ from ._common import (
     Shape,
     ShapeList,
     channel_input_shape,
+    check_block_inputs,
     check_single_input,
     require_no_conditions,
     zero_log_det,
@@ -98,8 +99,9 @@ class InvAutoActTwoSided(InvertibleModule):
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
     ) -> Tuple[List[Tensor], Tensor]:
         """Scale each element by its side's slope (divide in reverse); log-det ``(B,)``."""
-        log_slope = two_sided_log_slope(x[0], self.alpha_pos, self.alpha_neg)
-        y, log_det = scale_by_log(x[0], log_slope, rev)
+        (x_in,) = check_block_inputs(self, x, rev)
+        log_slope = two_sided_log_slope(x_in, self.alpha_pos, self.alpha_neg)
+        y, log_det = scale_by_log(x_in, log_slope, rev)
         return [y], log_det
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -139,7 +141,8 @@ class InvAutoAct(InvertibleModule):
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
     ) -> Tuple[List[Tensor], Tensor]:
         """Multiply positives by ``e^alpha`` and divide negatives (the opposite in reverse)."""
-        y, log_det = scale_by_log(x[0], symmetric_log_slope(x[0], self.alpha), rev)
+        (x_in,) = check_block_inputs(self, x, rev)
+        y, log_det = scale_by_log(x_in, symmetric_log_slope(x_in, self.alpha), rev)
         return [y], log_det
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -188,7 +191,8 @@ class LearnedElementwiseScaling(InvertibleModule):
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
     ) -> Tuple[List[Tensor], Tensor]:
         """Multiply by ``e^s`` (divide in reverse)."""
-        y, log_det = scale_by_log(x[0], self.s, rev)
+        (x_in,) = check_block_inputs(self, x, rev)
+        y, log_det = scale_by_log(x_in, self.s, rev)
         return [y], log_det
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -224,9 +228,10 @@ class InvAutoFC(InvertibleModule):
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
     ) -> Tuple[List[Tensor], Tensor]:
         """``x Wᵀ + b``, or ``(y - b) W`` in reverse; log-det zeros (not the true value)."""
+        (x_in,) = check_block_inputs(self, x, rev)
         if jac:
             warnings.warn(_INTRACTABLE.format("InvAutoFC"), UserWarning, stacklevel=2)
-        out = (x[0] - self.bias) @ self.weights if rev else x[0] @ self.weights.t() + self.bias
+        out = (x_in - self.bias) @ self.weights if rev else x_in @ self.weights.t() + self.bias
         return [out], zero_log_det(out)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -291,12 +296,13 @@ class InvAutoConv2D(InvertibleModule):
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
     ) -> Tuple[List[Tensor], Tensor]:
         """``conv2d(x) + b``, or ``conv_transpose2d(y - b)`` in reverse; log-det zeros."""
+        (x_in,) = check_block_inputs(self, x, rev)
         if jac:
             warnings.warn(_INTRACTABLE.format("InvAutoConv2D"), UserWarning, stacklevel=2)
         if rev:
-            out = F.conv_transpose2d(x[0] - self.bias, self.conv2d.weight, padding=self.padding)
+            out = F.conv_transpose2d(x_in - self.bias, self.conv2d.weight, padding=self.padding)
         else:
-            out = self.conv2d(x[0]) + self.bias
+            out = self.conv2d(x_in) + self.bias
         return [out], zero_log_det(out)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:

@@ -20,8 +20,10 @@ from .._errors import InvertibleAssertionError
 from ._common import (
     Dims,
     ShapeList,
+    check_input_tensors,
     check_single_input,
     is_tracing,
+    module_reference,
     n_elements,
     zero_log_det,
 )
@@ -30,6 +32,8 @@ from ._elementwise import (
     channel_mean_std,
     channel_param_shape,
     convert_old_actnorm_keys,
+    distributed_channel_mean_std,
+    distributed_world_size,
 )
 from ._iresnet import (
     LAYER_KINDS,
@@ -39,6 +43,7 @@ from ._iresnet import (
     layer_norm_bounds,
     power_iteration_norm,
     power_series_log_det,
+    weights_key,
 )
 from .base import InvertibleModule
 
@@ -70,11 +75,26 @@ class ActNorm(InvertibleModule):
     tracing/export see no data-dependent branch after the first call. To re-initialise, call
     :meth:`initialize` (or load a state_dict); editing the buffer in place is not noticed.
 
+    Distributed training: when ``torch.distributed`` is initialised with more than one rank
+    (and ``sync_distributed_init`` is true, the default), the initialisation is a collective:
+    the per-channel count, sum and sum of squared deviations are all-reduced over
+    ``process_group`` (``None``: the default group), so every rank gets the mean and std of the
+    union of all ranks' first batches (ranks may hold different batch sizes), and identical
+    parameters. Every rank must therefore make its first call together, as DDP does. Loading a
+    state_dict whose ``is_initialized`` is true, or one with ``log_scale``/``loc`` but no
+    ``is_initialized`` key (``strict=False``), never re-initialises; a state saved *before* any
+    data was seen (flag false, placeholder values) still initialises on the next call (K16).
+
     Args:
         dims_in: one input shape, channels first.
         dims_c: must be empty (ActNorm is unconditional).
         init_data: a batch to initialise from right away (see :meth:`initialize`).
     """
+
+    #: all-reduce the initial statistics across ``torch.distributed`` ranks (see above)
+    sync_distributed_init: bool = True
+    #: the process group of that all-reduce (``None``: the default group)
+    process_group: Optional[Any] = None
 
     def __init__(
         self, dims_in: Dims, dims_c: Optional[Dims] = None, init_data: Optional[Tensor] = None
@@ -121,16 +141,23 @@ class ActNorm(InvertibleModule):
         self._init_seen = True
 
     def _init_statistics(self, batch: Tensor) -> Tuple[Tensor, Tensor]:
-        """Per-channel mean and std of ``batch`` (the one hook a distributed all-reduce wraps)."""
+        """Per-channel mean and std of ``batch``, all-reduced over ranks when distributed."""
+        if self.sync_distributed_init and distributed_world_size(self.process_group) > 1:
+            return distributed_channel_mean_std(batch, self.process_group)
+        self._check_init_count(batch)
         return channel_mean_std(batch)
 
     def _check_init_batch(self, batch: Tensor) -> None:
-        """Raise ``ValueError`` unless ``batch`` can initialise this ActNorm."""
+        """Raise ``ValueError`` unless ``batch`` has this ActNorm's rank and channels."""
         if batch.dim() != self.log_scale.dim() or batch.shape[1] != self.log_scale.shape[1]:
             raise ValueError(
                 f"ActNorm cannot initialise from a batch of shape {tuple(batch.shape)}: expected "
                 f"(batch, {', '.join(str(d) for d in self.dims_in[0])})."
             )
+
+    @staticmethod
+    def _check_init_count(batch: Tensor) -> None:
+        """Raise ``ValueError`` if ``batch`` holds one value per channel (single process)."""
         if batch.shape[0] * n_elements(batch.shape[2:]) < 2:
             raise ValueError(
                 f"ActNorm cannot initialise from a batch of shape {tuple(batch.shape)}: it holds "
@@ -156,8 +183,9 @@ class ActNorm(InvertibleModule):
         """Normalise (forward) or de-normalise (reverse); initialise first if needed."""
         if c is not None and len(c) > 0:
             raise ValueError(f"ActNorm is unconditional, but got {len(c)} condition tensor(s).")
-        self._initialize_once(x[0])
-        out, log_det = actnorm_map(x[0], self.log_scale, self.loc, self.n_pix, rev)
+        (x_in,) = check_input_tensors("ActNorm", x, self.dims_in, self.log_scale, rev=rev)
+        self._initialize_once(x_in)
+        out, log_det = actnorm_map(x_in, self.log_scale, self.loc, self.n_pix, rev)
         return (out,), log_det
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -179,9 +207,16 @@ class ActNorm(InvertibleModule):
     def _load_from_state_dict(
         self, state_dict: Dict[str, Any], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
-        """Convert old keys under ``prefix`` (nested loads), load; re-read the flag next call."""
+        """Convert old keys under ``prefix`` (nested loads), load; re-read the flag next call.
+
+        Loaded ``log_scale``/``loc`` without an ``is_initialized`` key count as initialised.
+        """
         convert_old_actnorm_keys(state_dict, prefix, self.log_scale.shape, True)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        loaded = prefix + "log_scale" in state_dict or prefix + "loc" in state_dict
+        if loaded and prefix + "is_initialized" not in state_dict:
+            with torch.no_grad():
+                self.is_initialized.fill_(True)
         self._init_seen = False
 
 
@@ -196,7 +231,11 @@ class IResNetLayer(InvertibleModule):
     after each optimiser step to keep every layer's spectral norm below ``spectral_norm_max``;
     then :math:`\mathrm{Lip}(g) < 1` and the reverse, a fixed-point iteration
     :math:`x \leftarrow y - g(x)`, converges. The reverse warns when the product of the layers'
-    spectral norms (a bound of Lip(g)) is at least 1.
+    spectral norms (a bound of Lip(g)) is at least 1. The bounds (an SVD or FFT per layer) are
+    recomputed only when a weight changed since the last check, judged by the weights' storage
+    and autograd version counters (plain ints): optimiser steps, :meth:`lipschitz_correction`,
+    ``load_state_dict`` and ``.to()`` are noticed; in-place edits through ``weight.data`` are
+    not (call :meth:`lipschitz_correction` after them, or set ``_norm_cache = None``).
 
     Log-det :math:`\ln\det(I + J_g) = \sum_{k=1}^{n} (-1)^{k+1} tr(J_g^k)/k`, with
     ``jacobian_iterations`` terms and Hutchinson traces (``hutchinson_samples`` Rademacher
@@ -271,13 +310,16 @@ class IResNetLayer(InvertibleModule):
         self, x: Sequence[Tensor], c: Sequence[Tensor] = (), rev: bool = False, jac: bool = True
     ) -> Tuple[List[Tensor], Tensor]:
         """``x + g(x)``, or its fixed-point inverse; the log-det estimate if ``jac``."""
+        (x_in,) = check_input_tensors(
+            "IResNetLayer", x, self.dims_in, module_reference(self), rev=rev
+        )
         if rev:
             self._warn_if_not_contractive()
-            out = fixed_point_inverse(self.residual, x[0], self.fixed_point_iterations)
+            out = fixed_point_inverse(self.residual, x_in, self.fixed_point_iterations)
             log_det = -self._log_det(out) if jac else zero_log_det(out)
         else:
-            out = x[0] + self.residual(x[0])
-            log_det = self._log_det(x[0]) if jac else zero_log_det(out)
+            out = x_in + self.residual(x_in)
+            log_det = self._log_det(x_in) if jac else zero_log_det(out)
         return [out], log_det
 
     def _log_det(self, x: Tensor) -> Tensor:
@@ -304,8 +346,7 @@ class IResNetLayer(InvertibleModule):
         """Warn when Lip(g) <= prod of spectral norms is not below 1 (skipped when tracing)."""
         if is_tracing():
             return
-        bound = LAYER_KINDS[len(self.input_shape)][3]
-        norms = layer_norm_bounds(self.layers, bound, self.input_shape[1:])
+        norms = self._layer_norms()
         if math.prod(norms) >= 1.0:
             warnings.warn(
                 f"IResNetLayer: the product of the residual layers' spectral norms "
@@ -318,7 +359,16 @@ class IResNetLayer(InvertibleModule):
                 stacklevel=3,
             )
 
+    def _layer_norms(self) -> List[float]:
+        """The layers' operator-norm bounds, recomputed only when a weight has changed."""
+        key = weights_key(self.layers)
+        cache = getattr(self, "_norm_cache", None)
+        if key is None or cache is None or cache[0] != key:
+            bound = LAYER_KINDS[len(self.input_shape)][3]
+            cache = (key, layer_norm_bounds(self.layers, bound, self.input_shape[1:]))
+            self._norm_cache = cache
+        return cache[1]
+
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape, unchanged."""
         return input_dims
-

@@ -12,8 +12,11 @@ from torch import Tensor, nn
 from ._common import (
     Dims,
     ShapeList,
+    check_block_inputs,
+    check_condition_tensors,
     frozen_parameter,
     is_int,
+    module_reference,
     n_elements,
     require_no_conditions,
     vector_size,
@@ -152,12 +155,13 @@ class OrthogonalTransform(InvertibleModule):
         self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
     ) -> Tuple[List[Tensor], Tensor]:
         """Rotate, shift and scale (or undo it when ``rev``); log-det always returned, ``(B,)``."""
+        (x_in,) = check_block_inputs(self, x, rev)
         log_scale = atan_log_scale(self.scaling, self.clamp)
         if rev:
-            y = (x[0] * torch.exp(-log_scale) - self.bias) @ self.weights.t()
+            y = (x_in * torch.exp(-log_scale) - self.bias) @ self.weights.t()
             log_det = -log_scale.sum()
         else:
-            y = (x[0] @ self.weights + self.bias) * torch.exp(log_scale)
+            y = (x_in @ self.weights + self.bias) * torch.exp(log_scale)
             log_det = log_scale.sum()
         if y.requires_grad:
             y.register_hook(self._after_backward)
@@ -289,7 +293,9 @@ class HouseholderPerm(InvertibleModule):
         jac: bool = True,
     ) -> Tuple[List[Tensor], Tensor]:
         """``y = x W`` (``x Wᵀ`` when ``rev``), per sample in conditional mode; log-det 0."""
-        y = rotate(x[0], self._matrix(self, c), rev)
+        (x_in,) = check_block_inputs(self, x, rev, floating=True)
+        cs = check_condition_tensors("HouseholderPerm", c, self.dims_c, module_reference(self))
+        y = rotate(x_in, self._matrix(self, cs), rev)
         return [y], zero_log_det(y)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:

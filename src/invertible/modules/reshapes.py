@@ -13,6 +13,7 @@ from ._common import (
     Dims,
     Shape,
     ShapeList,
+    check_block_inputs,
     check_single_input,
     frozen_parameter,
     n_elements,
@@ -106,7 +107,8 @@ class IRevNetDownsampling(InvertibleModule):
         self, x: Sequence[Tensor], c: Any = None, jac: bool = True, rev: bool = False
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """Space-to-depth, or its inverse if ``rev`` (FrEIA order: ``jac`` before ``rev``)."""
-        y = self._squeeze(x[0]) if rev == self._upsampling else self._unsqueeze(x[0])
+        x_in = check_block_inputs(self, x, rev)[0]
+        y = self._squeeze(x_in) if rev == self._upsampling else self._unsqueeze(x_in)
         return (y,), zero_log_det(y)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -191,10 +193,11 @@ class HaarDownsampling(InvertibleModule):
         self, x: Sequence[Tensor], c: Any = None, jac: bool = True, rev: bool = False
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """Haar transform, or its inverse when ``rev`` (FrEIA's order: ``jac`` before ``rev``)."""
+        x_in = check_block_inputs(self, x, rev)[0]
         to_bands = rev == self._upsampling
-        y = self._to_bands(x[0]) if to_bands else self._from_bands(x[0])
+        y = self._to_bands(x_in) if to_bands else self._from_bands(x_in)
         per_element = self.jac_fwd if to_bands else self.jac_rev
-        return (y,), zero_log_det(y) + n_elements(x[0].shape[1:]) * per_element
+        return (y,), zero_log_det(y) + n_elements(x_in.shape[1:]) * per_element
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """``[(4C, H/2, W/2)]`` (``[(C/4, 2H, 2W)]`` for the upsampling subclass)."""
@@ -236,7 +239,8 @@ class Flatten(InvertibleModule):
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """``reshape`` (not ``view``, D15) to the flat or the original shape."""
         target = self.input_shape if rev else self.output_shape
-        y = x[0].reshape(x[0].shape[0], *target)
+        x_in = check_block_inputs(self, x, rev)[0]
+        y = x_in.reshape(x_in.shape[0], *target)
         return (y,), zero_log_det(y)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -301,7 +305,8 @@ class Reshape(InvertibleModule):
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """``reshape(B, *target_dim)``, or back to ``reshape(B, *size)`` when ``rev``."""
         target = self.size if rev else self.target_dim
-        y = x[0].reshape(x[0].shape[0], *target)
+        x_in = check_block_inputs(self, x, rev)[0]
+        y = x_in.reshape(x_in.shape[0], *target)
         return (y,), zero_log_det(y)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:

@@ -13,8 +13,9 @@ from .._common import (
     ShapeList,
     SubnetConstructor,
     channel_input_shape,
-    condition_list,
-    single_input_tensor,
+    check_condition_tensors,
+    check_input_tensors,
+    module_reference,
 )
 from .._spline_kernels import (
     knot_derivatives,
@@ -152,12 +153,7 @@ class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
     def _checked_inputs(
         self, x: Sequence[Tensor], c: Optional[Sequence[Tensor]]
     ) -> Tuple[Tensor, List[Tensor]]:
-        """Validate the input and condition count and shapes with Python ints only."""
-        block = type(self).__name__
-        x_in = single_input_tensor(block, x)
-        if tuple(x_in.shape[1:]) != self.dims_in[0]:
-            raise ValueError(
-                f"{block}: expected an input of shape (B, {', '.join(map(str, self.dims_in[0]))})"
-                f", got {tuple(x_in.shape)}."
-            )
-        return x_in, condition_list(block, c, self.dims_c)
+        """Validate the input and conditions: count, shape, dtype, device (Python values only)."""
+        block, like = type(self).__name__, module_reference(self)
+        (x_in,) = check_input_tensors(block, x, self.dims_in, like)
+        return x_in, check_condition_tensors(block, c, self.dims_c, like)
