@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from cases.couplings import softsign_clamp
 from invertible._errors import InvertibleAssertionError
+from invertible.modules import _fused
 from invertible.modules._affine import atan_clamp, sigmoid_clamp, tanh_clamp
 from invertible.modules.coupling_layers import (
     AffineCouplingOneSided,
@@ -396,3 +397,181 @@ def test_user_subclass_of_the_base() -> None:
     assert torch.allclose(x_rev, x) and torch.allclose(ld_rev, -ld)
     with pytest.raises(NotImplementedError, match="_coupling1"):
         _BaseCouplingBlock([(4,)])([torch.randn(2, 4)])
+
+
+# --- fused kernels (issue 6) ---------------------------------------------------------------
+# Glow, one-sided and condition-only couplings with a built-in clamp run tensors of at least
+# ``_fused.FUSED_MIN_ELEMENTS`` elements per half through ``_fused.AffineHalf`` (training) and
+# in-place kernels (no grad); smaller ones, custom clamps, tracing and fused_kernels=False take
+# plain autograd ops. Both must give the same numbers.
+
+FUSED_CLASSES = [GLOWCouplingBlock, AffineCouplingOneSided, ConditionalAffineTransform]
+
+
+def always_fused(monkeypatch: pytest.MonkeyPatch, on: bool = True) -> None:
+    """Move the size threshold so that every call takes (or none takes) the fused kernels."""
+    monkeypatch.setattr(_fused, "FUSED_MIN_ELEMENTS", 0 if on else 10**12)
+
+
+class PixelMLP(nn.Module):
+    """A per-position MLP over channels for image inputs (moves dim 1 last and back)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.net = dense_subnet(c_in, c_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def coupling_directions(block: nn.Module, x: Tensor, c: List[Tensor]) -> List[Tensor]:
+    """Outputs, log-dets and gradients of a training forward; no-grad forward and inverse."""
+    (y,), ld = block([x], c)
+    gy = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
+    trainable = [p for p in block.parameters() if p.requires_grad]
+    grads = torch.autograd.grad([y, ld], [x, *c, *trainable], [gy, torch.linspace(1, -2, 3)])
+    with torch.no_grad():
+        (y0,), ld0 = block([x], c)
+        (x_back,), ld_back = block([y0], c, rev=True)
+    return [y, ld, *grads, y0, ld0, x_back, ld_back]
+
+
+@pytest.mark.parametrize("cls", FUSED_CLASSES)
+@pytest.mark.parametrize("activation", ["ATAN", "TANH", "SIGMOID"])
+@pytest.mark.parametrize(("dims", "split_len"), [((7,), 0.5), ((7,), 2), ((5, 3, 2), 0.5)])
+def test_fused_kernels_equal_plain_autograd(cls: type, activation: str, dims: Tuple[int, ...],
+                                            split_len: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(5)
+    cond = cls is ConditionalAffineTransform or len(dims) == 1
+    dims_c = [(2, *dims[1:])] if cond else []
+    subnet = dense_subnet if len(dims) == 1 else PixelMLP
+    block = cls([dims], dims_c, subnet_constructor=subnet, clamp=1.7,
+                clamp_activation=activation, split_len=split_len).double()
+    x = torch.randn(3, *dims, dtype=torch.float64, requires_grad=True)
+    c = [torch.randn(3, *dims_c[0], dtype=torch.float64, requires_grad=True)] if cond else []
+    always_fused(monkeypatch)
+    fused = coupling_directions(block, x, c)
+    assert type(fused[0].grad_fn).__name__ in ("AffineHalfBackward", "CatBackward0")
+    always_fused(monkeypatch, on=False)
+    plain = coupling_directions(block, x, c)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fused[-2], x.detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "cond", "y_ref", "ld_ref"),
+                         [r for r in REFERENCE if r[0] in FUSED_CLASSES])
+def test_appendix_d_reference_values_through_fused_kernels(
+        cls: type, kwargs: Dict[str, Any], cond: bool, y_ref: List[List[float]],
+        ld_ref: List[float], monkeypatch: pytest.MonkeyPatch) -> None:
+    always_fused(monkeypatch)
+    m = cls([(5,)], [(2,)] if cond else [], subnet_constructor=lin, **kwargs).double()
+    x = X.clone().requires_grad_()
+    (y,), log_det = m([x], c=[C] if cond else [])
+    assert type(y.grad_fn).__name__ == "AffineHalfBackward"
+    assert torch.allclose(y, torch.tensor(y_ref, dtype=torch.float64), atol=1e-6, rtol=0)
+    assert torch.allclose(log_det, torch.tensor(ld_ref, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+def test_fused_coupling_gradcheck(monkeypatch: pytest.MonkeyPatch) -> None:
+    always_fused(monkeypatch)
+    torch.manual_seed(0)
+    m = GLOWCouplingBlock([(6,)], [(2,)], subnet_constructor=dense_subnet).double()
+    x = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+
+    def f(x: Tensor, c: Tensor) -> Tuple[Tensor, Tensor]:
+        (y,), ld = m([x], [c])
+        return y, ld
+
+    assert torch.autograd.gradcheck(f, (x, c))
+
+
+def test_fused_only_for_large_tensors_and_built_in_clamps() -> None:
+    """The size threshold picks the faster path; custom clamps always take plain ops."""
+    per_half = _fused.FUSED_MIN_ELEMENTS
+    torch.manual_seed(0)
+    m = GLOWCouplingBlock([(8,)], subnet_constructor=dense_subnet)
+    small, large = torch.randn(4, 8), torch.randn(per_half // 4, 8)
+    assert type(m([small])[0][0].grad_fn).__name__ == "CatBackward0"
+    assert type(m([large])[0][0].grad_fn).__name__ == "AffineHalfBackward"
+    custom = GLOWCouplingBlock([(8,)], subnet_constructor=dense_subnet,
+                               clamp_activation=softsign_clamp)
+    assert type(custom([large])[0][0].grad_fn).__name__ == "CatBackward0"
+
+
+def test_fused_coupling_is_first_order_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    always_fused(monkeypatch)
+    torch.manual_seed(0)
+    m = GLOWCouplingBlock([(6,)], subnet_constructor=dense_subnet).double()
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"first-order.*fused_kernels = False"):
+        torch.autograd.grad(m([x])[1].sum(), x, create_graph=True)
+    m.fused_kernels = False
+    (g,) = torch.autograd.grad(m([x])[1].sum(), x, create_graph=True)
+    g.sum().backward()
+    assert x.grad is not None
+
+
+def test_compile_fullgraph_glow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch.compile(fullgraph=True)`` traces plain ops (no graph break), both directions."""
+    always_fused(monkeypatch)
+    torch.manual_seed(0)
+    m = GLOWCouplingBlock([(6,)], [(2,)], subnet_constructor=dense_subnet)
+    compiled = torch.compile(m, fullgraph=True, backend="eager")
+    x, c = torch.randn(4, 6), torch.randn(4, 2)
+    (y,), ld = compiled([x], [c])
+    (y_ref,), ld_ref = m([x], [c])
+    torch.testing.assert_close((y, ld), (y_ref, ld_ref))
+    with torch.no_grad():
+        (x_back,), _ = compiled([y_ref], [c], rev=True)
+    torch.testing.assert_close(x_back, x, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_autocast_bf16_nll_close_to_float32(fused: bool,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """NLL of a bf16-autocast forward vs float32: |ΔNLL| / |NLL| <= 2e-3 (measured over seeds
+    0-4: 0.6e-4 to 2.4e-4 through plain ops, where the clamp runs in bf16; 0.3e-4 to 1.0e-4
+    through the fused kernels, which upcast the subnet output); the log-det is float32."""
+    always_fused(monkeypatch, fused)
+    torch.manual_seed(0)
+    m = GLOWCouplingBlock([(64,)], subnet_constructor=dense_subnet)
+    x = torch.randn(256, 64)
+    with torch.no_grad():
+        (z,), ld = m([x])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            (z_low,), ld_low = m([x])
+    assert ld_low.dtype == z_low.dtype == torch.float32
+    nll = (0.5 * z.square().sum(1) - ld).mean()
+    nll_low = (0.5 * z_low.square().sum(1) - ld_low).mean()
+    assert abs(float(nll_low - nll)) <= 2e-3 * abs(float(nll))
+
+
+
+class Float32Subnet(nn.Module):
+    """A float32 MLP that accepts any floating input (casts it), like a mixed-precision model."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.net = dense_subnet(c_in, c_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.float())
+
+@pytest.mark.parametrize("cls", FUSED_CLASSES)
+def test_fused_and_plain_paths_agree_on_dtypes(cls: type,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 data through a float32 subnet (no autocast): both paths promote alike."""
+    torch.manual_seed(0)
+    m = cls([(8,)], [(2,)], subnet_constructor=Float32Subnet)
+    x, c = torch.randn(4, 8, dtype=torch.bfloat16), [torch.randn(4, 2, dtype=torch.bfloat16)]
+    dtypes = []
+    for on in (True, False):
+        always_fused(monkeypatch, on)
+        with torch.no_grad():
+            (y,), ld = m([x], c)
+            (x_back,), ld_back = m([y.to(torch.bfloat16)], c, rev=True)
+        dtypes.append([t.dtype for t in (y, ld, x_back, ld_back)])
+    assert dtypes[0] == dtypes[1]

@@ -1,32 +1,50 @@
-"""Pure kernels of the affine coupling family: clamp activations, split sizes, affine maps."""
+"""Pure kernels of the affine coupling family: clamps, split sizes, affine maps, global scales."""
 
 from __future__ import annotations
 
+import math
 import numbers
-from typing import Callable, Dict, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .._errors import InvertibleTypeError
-from ._common import sum_nonbatch, zero_log_det
+from ._common import zero_log_det
 
 __all__ = [
     "CLAMP_ACTIVATIONS",
+    "GLOBAL_AFFINE_TYPES",
+    "SCALED_CLAMPS",
     "ClampActivation",
+    "ScaleActivation",
+    "acc_dtype",
     "additive",
     "affine",
     "atan_clamp",
+    "atan_scaled",
     "centre_channels",
+    "clamped",
+    "exp_scale",
     "identity",
+    "legacy_soft_clamp",
+    "logdet_sum",
     "resolve_clamp_activation",
+    "resolve_global_affine",
     "sigmoid_clamp",
+    "sigmoid_scale",
+    "sigmoid_scaled",
+    "soft_clamp",
+    "softplus_scale",
     "split_lengths",
     "split_scale_shift",
     "tanh_clamp",
+    "tanh_scaled",
 ]
 
 ClampActivation = Callable[[Tensor], Tensor]
+ScaleActivation = Callable[[Tensor], Tensor]
 
 
 def atan_clamp(u: Tensor) -> Tensor:
@@ -49,12 +67,40 @@ def identity(u: Tensor) -> Tensor:
     return u
 
 
+def atan_scaled(u: Tensor, clamp: float) -> Tensor:
+    """``clamp * atan_clamp(u)`` with the two constants folded into one multiplication."""
+    return torch.atan(u) * (0.636 * clamp)
+
+
+def tanh_scaled(u: Tensor, clamp: float) -> Tensor:
+    """``clamp * tanh_clamp(u)``."""
+    return torch.tanh(u) * clamp
+
+
+def sigmoid_scaled(u: Tensor, clamp: float) -> Tensor:
+    """``clamp * sigmoid_clamp(u)`` with the two constants folded into one multiplication."""
+    return (torch.sigmoid(u) - 0.5) * (2.0 * clamp)
+
+
+#: ``clamp * f(u)`` in fewer autograd ops, for the built-in clamp activations ``f``.
+SCALED_CLAMPS: Dict[ClampActivation, Callable[[Tensor, float], Tensor]] = {
+    atan_clamp: atan_scaled,
+    tanh_clamp: tanh_scaled,
+    sigmoid_clamp: sigmoid_scaled,
+}
+
 #: Clamp activations by the names ``clamp_activation`` accepts (exact, upper case as in FrEIA).
 CLAMP_ACTIVATIONS: Dict[str, ClampActivation] = {
     "ATAN": atan_clamp,
     "TANH": tanh_clamp,
     "SIGMOID": sigmoid_clamp,
 }
+
+
+def clamped(f_clamp: ClampActivation, s_raw: Tensor, clamp: float) -> Tensor:
+    """The clamped log-scale ``clamp * f_clamp(s_raw)`` (constants folded for built-ins)."""
+    scaled = SCALED_CLAMPS.get(f_clamp)
+    return clamp * f_clamp(s_raw) if scaled is None else scaled(s_raw, clamp)
 
 
 def resolve_clamp_activation(
@@ -101,16 +147,37 @@ def split_lengths(block: str, channels: int, split_len: Union[float, int]) -> Tu
     return first, channels - first
 
 
-def affine(x: Tensor, s: Tensor, t: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype log-det sums accumulate in: float32 for 16-bit floats, else ``dtype`` itself."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def logdet_sum(s: Tensor, out_dtype: Optional[torch.dtype] = None) -> Tensor:
+    """``(B,)`` sums of ``s`` over all non-batch dims, accumulated in :func:`acc_dtype`.
+
+    Under ``torch.autocast`` a bf16/fp16 log-scale is summed in float32; the result is cast to
+    ``out_dtype`` (the block output's dtype; default ``s.dtype``).
+    """
+    total = s.sum(dim=tuple(range(1, s.dim())), dtype=acc_dtype(s.dtype))
+    out_dtype = out_dtype or s.dtype
+    return total if total.dtype == out_dtype else total.to(out_dtype)
+
+
+def affine(x: Tensor, s: Tensor, t: Tensor, rev: bool = False,
+           log_det_dtype: Optional[torch.dtype] = None) -> Tuple[Tensor, Tensor]:
     r"""Element-wise affine map and its per-sample log-det.
 
     Forward: :math:`y = x \odot e^{s} + t`, :math:`\log|\det J| = \sum s`.
     Inverse (``rev=True``, ``x`` is then the output ``y``): :math:`x = (y - t) \odot e^{-s}`,
-    log-det :math:`-\sum s`. Sums run over all non-batch dims, giving ``(B,)``.
+    log-det :math:`-\sum s`. Sums run over all non-batch dims, giving ``(B,)`` in
+    ``log_det_dtype`` (default: the output's dtype), accumulated in float32 at least (see
+    :func:`logdet_sum`).
     """
     if rev:
-        return (x - t) * torch.exp(-s), -sum_nonbatch(s)
-    return x * torch.exp(s) + t, sum_nonbatch(s)
+        y = (x - t) * torch.exp(-s)
+        return y, -logdet_sum(s, log_det_dtype or y.dtype)
+    y = torch.addcmul(t, x, torch.exp(s))
+    return y, logdet_sum(s, log_det_dtype or y.dtype)
 
 
 def additive(x: Tensor, t: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
@@ -120,8 +187,13 @@ def additive(x: Tensor, t: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
 
 
 def split_scale_shift(a: Tensor, n: int) -> Tuple[Tensor, Tensor]:
-    """Split a subnet output into the raw log-scale (first ``n`` channels) and the shift."""
-    return a[:, :n], a[:, n:]
+    """Split a subnet output into the raw log-scale (first ``n`` channels) and the shift.
+
+    One ``torch.split`` (one autograd node whose backward is a cat) rather than two slices
+    (whose backward zero-fills two full-size gradients and adds them).
+    """
+    s_raw, t = torch.split(a, [n, a.shape[1] - n], dim=1)
+    return s_raw, t
 
 
 def centre_channels(s: Tensor) -> Tensor:
@@ -130,3 +202,83 @@ def centre_channels(s: Tensor) -> Tensor:
     The centred log-scale sums to 0 at every position, so the affine map preserves volume (GIN).
     """
     return s - s.mean(dim=1, keepdim=True)
+
+
+# --- AllInOneBlock: soft clamps of the log-scale, global affine activations ---------------------
+
+
+def sigmoid_scale(a: Tensor) -> Tensor:
+    """``10 * sigmoid(a - 2)``: global scale in (0, 10)."""
+    return 10.0 * torch.sigmoid(a - 2.0)
+
+
+def softplus_scale(a: Tensor) -> Tensor:
+    """``0.1 * softplus(a, beta=0.5)`` (torch's, threshold 20) ``= 0.2 ln(1 + e^{a/2})``."""
+    return 0.1 * F.softplus(a, beta=0.5)
+
+
+def exp_scale(a: Tensor) -> Tensor:
+    """``exp(a)``: global scale in (0, inf)."""
+    return torch.exp(a)
+
+
+def sigmoid_scale_init(init: float) -> float:
+    """``g0 = 2 - ln(10/init - 1)``, so that ``sigmoid_scale(g0) = init`` (needs 0 < init < 10)."""
+    return 2.0 - math.log(10.0 / init - 1.0)
+
+
+def softplus_scale_init(init: float) -> float:
+    """``g0 = 2 ln(exp(5 init) - 1)``, so that ``softplus_scale(g0) = init`` (needs init > 0).
+
+    Evaluated as ``2 (x + ln(1 - e^{-x}))`` with ``x = 5 init``, which cannot overflow.
+    """
+    x = 5.0 * init
+    return 2.0 * (x + math.log(-math.expm1(-x)))
+
+
+def exp_scale_init(init: float) -> float:
+    """``g0 = ln(init)``, so that ``exp_scale(g0) = init`` (needs init > 0)."""
+    return math.log(init)
+
+
+GlobalAffineEntry = Tuple[ScaleActivation, Callable[[float], float], Tuple[float, float]]
+
+#: ``global_affine_type`` -> (activation Ψ, g0 as a function of init, valid open init range).
+GLOBAL_AFFINE_TYPES: Dict[str, GlobalAffineEntry] = {
+    "SIGMOID": (sigmoid_scale, sigmoid_scale_init, (0.0, 10.0)),
+    "SOFTPLUS": (softplus_scale, softplus_scale_init, (0.0, math.inf)),
+    "EXP": (exp_scale, exp_scale_init, (0.0, math.inf)),
+}
+
+
+def resolve_global_affine(kind: str, init: float) -> Tuple[ScaleActivation, float]:
+    """Ψ for ``global_affine_type`` and the pre-activation ``g0`` (float64) with Ψ(g0) = init.
+
+    Raises:
+        ValueError: for an unknown type, or an init value Ψ cannot reach (FrEIA gave NaN).
+    """
+    if not isinstance(kind, str) or kind not in GLOBAL_AFFINE_TYPES:
+        raise ValueError(
+            f'Global affine activation must be "SIGMOID", "SOFTPLUS" or "EXP"; '
+            f"AllInOneBlock got global_affine_type={kind!r}."
+        )
+    activation, g0_of, (low, high) = GLOBAL_AFFINE_TYPES[kind]
+    init = float(init)
+    if not low < init < high:
+        raise ValueError(
+            f"AllInOneBlock: global_affine_init must lie in ({low:g}, {high:g}) for "
+            f"global_affine_type={kind!r}, got {init!r}."
+        )
+    return activation, g0_of(init)
+
+
+
+
+def soft_clamp(a: Tensor, clamp: float) -> Tensor:
+    """FrEIA HEAD's log-scale clamp ``κ tanh(a/κ)``: about ``a`` near 0, bounded by ``±κ``."""
+    return clamp * torch.tanh(a / clamp)
+
+
+def legacy_soft_clamp(a: Tensor, clamp: float) -> Tensor:
+    """PyPI FrEIA 0.2's (and anomalib's) log-scale clamp ``κ tanh(a)``."""
+    return clamp * torch.tanh(a)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._affine import affine
+from . import _fused
+from ._affine import (
+    acc_dtype,
+    affine,
+    legacy_soft_clamp,
+    resolve_global_affine,
+    soft_clamp,
+    softplus_scale,
+)
 from ._common import (
     Dims,
     ShapeList,
@@ -21,8 +27,10 @@ from ._common import (
     check_condition_shapes,
     check_single_input,
     frozen_parameter,
+    is_tracing,
     n_elements,
 )
+from ._fused import TANH_KIND, Coefficients, affine_half_inverse, all_in_one_core
 from ._permutation import (
     channel_matrix_function,
     householder_product,
@@ -35,77 +43,10 @@ from ._permutation import (
 )
 from .base import InvertibleModule
 
-__all__ = ["AllInOneBlock"]
-
-ScaleActivation = Callable[[Tensor], Tensor]
+__all__ = ["AllInOneBlock", "softplus_scale"]
 
 #: Above this many channels, drawing a soft permutation is slow and a warning suggests hard ones.
 SOFT_PERMUTATION_WARN_CHANNELS = 512
-
-
-def sigmoid_scale(a: Tensor) -> Tensor:
-    """``10 * sigmoid(a - 2)``: global scale in (0, 10)."""
-    return 10.0 * torch.sigmoid(a - 2.0)
-
-
-def softplus_scale(a: Tensor) -> Tensor:
-    """``0.1 * softplus(a, beta=0.5)`` (torch's, threshold 20) ``= 0.2 ln(1 + e^{a/2})``."""
-    return 0.1 * F.softplus(a, beta=0.5)
-
-
-def exp_scale(a: Tensor) -> Tensor:
-    """``exp(a)``: global scale in (0, inf)."""
-    return torch.exp(a)
-
-
-def sigmoid_scale_init(init: float) -> float:
-    """``g0 = 2 - ln(10/init - 1)``, so that ``sigmoid_scale(g0) = init`` (needs 0 < init < 10)."""
-    return 2.0 - math.log(10.0 / init - 1.0)
-
-
-def softplus_scale_init(init: float) -> float:
-    """``g0 = 2 ln(exp(5 init) - 1)``, so that ``softplus_scale(g0) = init`` (needs init > 0).
-
-    Evaluated as ``2 (x + ln(1 - e^{-x}))`` with ``x = 5 init``, which cannot overflow.
-    """
-    x = 5.0 * init
-    return 2.0 * (x + math.log(-math.expm1(-x)))
-
-
-def exp_scale_init(init: float) -> float:
-    """``g0 = ln(init)``, so that ``exp_scale(g0) = init`` (needs init > 0)."""
-    return math.log(init)
-
-
-GlobalAffineEntry = Tuple[ScaleActivation, Callable[[float], float], Tuple[float, float]]
-
-#: ``global_affine_type`` -> (activation Ψ, g0 as a function of init, valid open init range).
-GLOBAL_AFFINE_TYPES: Dict[str, GlobalAffineEntry] = {
-    "SIGMOID": (sigmoid_scale, sigmoid_scale_init, (0.0, 10.0)),
-    "SOFTPLUS": (softplus_scale, softplus_scale_init, (0.0, math.inf)),
-    "EXP": (exp_scale, exp_scale_init, (0.0, math.inf)),
-}
-
-
-def resolve_global_affine(kind: str, init: float) -> Tuple[ScaleActivation, float]:
-    """Ψ for ``global_affine_type`` and the pre-activation ``g0`` (float64) with Ψ(g0) = init.
-
-    Raises:
-        ValueError: for an unknown type, or an init value Ψ cannot reach (FrEIA gave NaN).
-    """
-    if not isinstance(kind, str) or kind not in GLOBAL_AFFINE_TYPES:
-        raise ValueError(
-            f'Global affine activation must be "SIGMOID", "SOFTPLUS" or "EXP"; '
-            f"AllInOneBlock got global_affine_type={kind!r}."
-        )
-    activation, g0_of, (low, high) = GLOBAL_AFFINE_TYPES[kind]
-    init = float(init)
-    if not low < init < high:
-        raise ValueError(
-            f"AllInOneBlock: global_affine_init must lie in ({low:g}, {high:g}) for "
-            f"global_affine_type={kind!r}, got {init!r}."
-        )
-    return activation, g0_of(init)
 
 
 def draw_permutation(channels: int, soft: bool) -> Tensor:
@@ -143,15 +84,6 @@ def check_options(
 
 
 
-def soft_clamp(a: Tensor, clamp: float) -> Tensor:
-    """FrEIA HEAD's log-scale clamp ``κ tanh(a/κ)``: about ``a`` near 0, bounded by ``±κ``."""
-    return clamp * torch.tanh(a / clamp)
-
-
-def legacy_soft_clamp(a: Tensor, clamp: float) -> Tensor:
-    """PyPI FrEIA 0.2's (and anomalib's) log-scale clamp ``κ tanh(a)``."""
-    return clamp * torch.tanh(a)
-
 class AllInOneBlock(InvertibleModule):
     r"""Affine coupling + global affine map + channel permutation (FrEIA's ``AllInOneBlock``).
 
@@ -172,6 +104,13 @@ class AllInOneBlock(InvertibleModule):
     first permuted by ``P^{-1}``. Householder mode (``learned_householder_permutation = K > 0``)
     learns ``W = w_0 H(v_1) ... H(v_K)``, recomputed once per call; FrEIA also kept that matrix
     in ``self.w_perm`` after each call, which ``invertible`` does not (it would break deepcopy).
+
+    Speed: in eager mode the coupling, global affine map and hard permutation run as one
+    autograd node with a hand-written backward (``_fused.AllInOneCore``), and the no-grad
+    directions in place. Its gradients are first order: a backward with ``create_graph=True``
+    raises; set the attribute ``fused_kernels = False`` (on a block or the class) for plain
+    autograd ops and higher-order gradients. ``torch.compile``/``torch.export``/``jit.trace``
+    always see the plain ops.
 
     *PyPI FrEIA 0.2* (and anomalib's copy) clamped as ``κ tanh(a)``, without ``/κ``; HEAD, and
     this class by default, use ``κ tanh(a/κ)``. Old checkpoints, including their one-hot float
@@ -201,6 +140,9 @@ class AllInOneBlock(InvertibleModule):
         Networks", 2019 (arXiv:1907.02392); Sorrenson et al., "Disentanglement by Nonlinear
         ICA with General Incompressible-flow Networks (GIN)", ICLR 2020.
     """
+
+    #: Use the eager fused kernels of ``_fused.py`` (first-order gradients only).
+    fused_kernels: bool = True
 
     def __init__(
         self,
@@ -298,15 +240,22 @@ class AllInOneBlock(InvertibleModule):
         if self.GIN:
             return None, 0.0
         scale = self.global_scale_activation(self.global_scale)
-        return scale, self.n_pixels * torch.sum(torch.log(scale))
+        return scale, self._log_scale(scale)
+
+    def _log_scale(self, scale: Tensor) -> Tensor:
+        """``n_pix Σ_c ln Ψ_c``, summed in at least float32."""
+        return self.n_pixels * torch.log(scale).sum(dtype=acc_dtype(scale.dtype))
 
     def _affine_coefficients(self, x1: Tensor, c: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
-        """``s = κ tanh(a_s/κ)`` (centred if GIN) and ``t`` from ``a = 0.1 subnet([x1, c])``."""
-        a = 0.1 * self.subnet(cat_conditions(x1, c))
-        s = self.clamp_function(a[:, : self.splits[1]], self.clamp)
+        """``s = κ tanh(α r_s)`` (centred if GIN) and ``t = 0.1 r_t`` from ``r = subnet([x1, c])``:
+        ``clamp_function(0.1 r_s, κ)`` with ``α = 0.1/κ`` (legacy ``0.1``) folded in."""
+        n = self.splits[1]
+        r = self.subnet(cat_conditions(x1, c))
+        s_raw, t_raw = torch.split(r, [n, r.shape[1] - n], dim=1)
+        s = torch.tanh(s_raw * self._coefficients().alpha) * self.clamp
         if self.GIN:
             s = s - s.mean(dim=self.sum_dims, keepdim=True)
-        return s, a[:, self.splits[1] :]
+        return s, t_raw * 0.1
 
     def forward(
         self,
@@ -327,37 +276,92 @@ class AllInOneBlock(InvertibleModule):
             return self._reverse(data, conds, w, w_inv)
         return self._forward(data, conds, w, w_inv)
 
+    def _fused(self, x: Tensor) -> bool:
+        """Whether this call on ``x`` takes the eager fused kernels of ``_fused.py``: not in GIN
+        mode (centred log-scale), not while ``torch.jit.trace``, ``torch.compile`` or
+        ``torch.export`` trace the call (plain ops give them a graph they can fuse and export),
+        and only from ``ALL_IN_ONE_MIN_ELEMENTS`` elements on (below, plain ops are faster)."""
+        if not self.fused_kernels or self.GIN or self.splits[1] == 0 or is_tracing():
+            return False
+        return x.numel() >= _fused.ALL_IN_ONE_MIN_ELEMENTS
+
+    def _coefficients(self) -> Coefficients:
+        """``s = κ tanh(α r_s)`` with ``α = 0.1/κ`` (legacy: ``0.1``), ``t = 0.1 r_t``."""
+        alpha = 0.1 if self.legacy_clamp else 0.1 / self.clamp
+        return Coefficients(TANH_KIND, alpha, self.clamp, 0.1, self.splits[1])
+
+    def _subnet_output(self, x1: Tensor, c: Sequence[Tensor]) -> Tensor:
+        """``subnet([x1, c])``; ``ValueError`` unless it has ``2 C2`` channels."""
+        r = self.subnet(cat_conditions(x1, c))
+        if r.dim() < 2 or r.shape[1] != 2 * self.splits[1]:
+            raise ValueError(
+                f"AllInOneBlock: the subnet must return 2 * {self.splits[1]} channels (log-scale, "
+                f"then shift), got an output of shape {tuple(r.shape)}."
+            )
+        return r
+
     def _forward(
         self, x: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
     ) -> Tuple[Tuple[Tensor], Tensor]:
-        """The forward map of spec §6.2.2."""
+        """The forward map of spec §6.2.2, fused into one autograd node where possible."""
         if self.reverse_pre_permute:
             x = self.permute_function(x, w_inv)
         x1, x2 = torch.split(x, self.splits, dim=1)
+        if not self._fused(x):
+            return self._plain_forward(x1, x2, c, w)
+        r = self._subnet_output(x1, c)
+        scale = self.global_scale_activation(self.global_scale)
+        hard = self.permute_function is permute_channels
+        y, log_det = all_in_one_core(
+            x1, x2, r, scale, self.global_offset, w if hard else None, w_inv if hard else None,
+            self._coefficients(), self.n_pixels,
+        )
+        return (y if hard else self.permute_function(y, w),), log_det
+
+    def _plain_forward(
+        self, x1: Tensor, x2: Tensor, c: Sequence[Tensor], w: Tensor
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """The forward map in plain autograd ops (GIN mode, tracing)."""
         s, t = self._affine_coefficients(x1, c)
-        y2, log_det = affine(x2, s, t)
+        offset = self.global_offset
+        out_dtype = torch.promote_types(torch.promote_types(x2.dtype, s.dtype), offset.dtype)
+        y2, log_det = affine(x2, s, t, log_det_dtype=acc_dtype(out_dtype))
         u = torch.cat([x1, y2], dim=1)
         scale, log_scale = self._global_affine()
-        if scale is not None:
-            u = u * scale
-        y = self.permute_function(u + self.global_offset, w)
-        return (y,), log_det + log_scale
+        v = u + offset if scale is None else torch.addcmul(offset, u, scale)
+        return (self.permute_function(v, w),), (log_det + log_scale).to(out_dtype)
 
     def _reverse(
         self, y: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
     ) -> Tuple[Tuple[Tensor], Tensor]:
-        """The inverse map of spec §6.2.3."""
+        """The inverse map of spec §6.2.3; without autograd, in few in-place ops."""
+        if torch.is_grad_enabled() or not self._fused(y):
+            return self._plain_reverse(y, c, w, w_inv)
+        scale = self.global_scale_activation(self.global_scale)
+        u = torch.sub(self.permute_function(y, w_inv), self.global_offset).div_(scale)
+        c1 = self.splits[0]
+        r = self._subnet_output(u[:, :c1], c)
+        log_det = affine_half_inverse(u[:, c1:], r, self._coefficients(), out=u[:, c1:])[1]
+        log_det = (log_det - self._log_scale(scale)).to(u.dtype)
+        if self.reverse_pre_permute:
+            u = self.permute_function(u, w)
+        return (u,), log_det
+
+    def _plain_reverse(
+        self, y: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
+    ) -> Tuple[Tuple[Tensor], Tensor]:
+        """The inverse map in plain autograd ops."""
         scale, log_scale = self._global_affine()
         u = self.permute_function(y, w_inv) - self.global_offset
         if scale is not None:
             u = u / scale
         x1, y2 = torch.split(u, self.splits, dim=1)
         s, t = self._affine_coefficients(x1, c)
-        x2, log_det = affine(y2, s, t, rev=True)
+        x2, log_det = affine(y2, s, t, rev=True, log_det_dtype=acc_dtype(u.dtype))
         x = torch.cat([x1, x2], dim=1)
         if self.reverse_pre_permute:
             x = self.permute_function(x, w)
-        return (x,), log_det - log_scale
+        return (x,), (log_det - log_scale).to(x.dtype)
 
     def _checked_input(self, x: Sequence[Tensor]) -> Tensor:
         """The single input tensor; ``RuntimeError`` (FrEIA's type) if its shape is wrong."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -13,6 +14,7 @@ from ._affine import (
     additive,
     affine,
     centre_channels,
+    clamped,
     identity,
     resolve_clamp_activation,
     split_lengths,
@@ -31,6 +33,7 @@ from ._common import (
     single_input_tensor,
     zero_log_det,
 )
+from ._fused import ClampKind, coupling_step, fused_clamp_kind, glow_couple
 from .base import InvertibleModule
 
 __all__ = [
@@ -116,6 +119,10 @@ class _BaseCouplingBlock(InvertibleModule):
             jac: ignored; the log-det is always computed.
         """
         x_in, cs = self._checked_inputs(x, c)
+        return self._couple(x_in, cs, rev)
+
+    def _couple(self, x_in: Tensor, cs: List[Tensor], rev: bool) -> Tuple[Tuple[Tensor], Tensor]:
+        """Both coupling steps on the checked input ``x_in`` and conditions ``cs``."""
         x1, x2 = torch.split(x_in, [self.split_len1, self.split_len2], dim=1)
         if not rev:
             y1, j1 = self._coupling1(x1, cat_conditions(x2, cs))
@@ -162,7 +169,7 @@ class _BaseCouplingBlock(InvertibleModule):
 
     def _clamped(self, s_raw: Tensor) -> Tensor:
         """The clamped log-scale ``clamp * f_clamp(s_raw)``."""
-        return self.clamp * self.f_clamp(s_raw)
+        return clamped(self.f_clamp, s_raw, self.clamp)
 
     def _scale_shift(self, name: str, u: Tensor, n: int) -> Tuple[Tensor, Tensor]:
         """Clamped log-scale and shift of ``n`` channels from subnet ``name`` (s first, then t)."""
@@ -218,8 +225,14 @@ class _AffineCoupling(_BaseCouplingBlock):
     """Shared constructor of the clamped affine couplings (FrEIA's common signature).
 
     Builds ``name = subnet_constructor(c_in, c_out)`` for each entry of :meth:`_subnet_sizes`,
-    in its order (Appendix B). Arguments as in :class:`_BaseCouplingBlock`.
+    in its order (Appendix B). Arguments as in :class:`_BaseCouplingBlock`. Glow, one-sided
+    and condition-only couplings with a built-in clamp run large tensors through the eager
+    fused kernels of ``_fused.py`` (first-order gradients only; ``fused_kernels = False`` on a
+    block or class restores plain autograd ops and higher-order gradients).
     """
+
+    #: Use the eager fused kernels of ``_fused.py`` where they are faster (first order only).
+    fused_kernels: bool = True
 
     def __init__(
         self,
@@ -236,6 +249,17 @@ class _AffineCoupling(_BaseCouplingBlock):
     def _subnet_sizes(self) -> Dict[str, Tuple[int, int]]:
         """``{name: (c_in, c_out)}`` of the subnets, in construction order."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _subnet_sizes()")
+
+    def _fused_kind(self, x: Tensor, rev: bool, halves: int = 2) -> Optional[ClampKind]:
+        """The fused form of ``f_clamp`` if this call on ``x`` (split into ``halves`` halves)
+        should take ``_fused.py``'s kernels (see :func:`fused_clamp_kind`), else None."""
+        if not self.fused_kernels or (halves == 2 and 0 in (self.split_len1, self.split_len2)):
+            return None
+        return fused_clamp_kind(self.f_clamp, x, rev, halves)
+
+    def _subnet_on(self, name: str, cs: List[Tensor], n: int, x: Tensor) -> Tensor:
+        """Subnet ``name`` on ``cat(x, *cs)``, checked to return ``2 n`` channels."""
+        return self._subnet_out(name, cat_conditions(x, cs), 2 * n)
 
 
 class RNVPCouplingBlock(_AffineCoupling):
@@ -306,6 +330,19 @@ class GLOWCouplingBlock(_GlowLayoutCoupling):
     def _transform(self, x: Tensor, s: Tensor, t: Tensor, rev: bool) -> Tuple[Tensor, Tensor]:
         return affine(x, s, t, rev)
 
+    def _couple(self, x_in: Tensor, cs: List[Tensor], rev: bool) -> Tuple[Tuple[Tensor], Tensor]:
+        """Both affine halves, through the fused kernels where :meth:`_fused_kind` allows."""
+        kind = self._fused_kind(x_in, rev)
+        if kind is None:
+            return super()._couple(x_in, cs, rev)
+        l1, l2 = self.split_len1, self.split_len2
+        x1, x2 = torch.split(x_in, [l1, l2], dim=1)
+        out, log_det = glow_couple(
+            x1, x2, partial(self._subnet_on, "subnet1", cs, l2),
+            partial(self._subnet_on, "subnet2", cs, l1), kind, self.clamp, rev,
+        )
+        return (out,), log_det
+
 
 class GINCouplingBlock(_GlowLayoutCoupling):
     r"""GIN: Glow's coupling with the log-scale centred over channels, so volume preserving.
@@ -350,9 +387,14 @@ class AffineCouplingOneSided(_AffineCoupling):
         """Transform half 2 given ``[x1, c]`` (inverse when ``rev``); log-det always computed."""
         x_in, cs = self._checked_inputs(x, c)
         x1, x2 = torch.split(x_in, [self.split_len1, self.split_len2], dim=1)
-        s, t = self._scale_shift("subnet", cat_conditions(x1, cs), self.split_len2)
-        y2, log_det = affine(x2, s, t, rev)
-        return (torch.cat((x1, y2), dim=1),), log_det
+        kind = self._fused_kind(x_in, rev)
+        if kind is None:
+            s, t = self._scale_shift("subnet", cat_conditions(x1, cs), self.split_len2)
+            y2, log_det = affine(x2, s, t, rev)
+            return (torch.cat((x1, y2), dim=1),), log_det
+        r = self._subnet_on("subnet", cs, self.split_len2, x1)
+        y2, log_det = coupling_step(kind, self.clamp, x2, r, rev, other=None if rev else x1)
+        return ((torch.cat((x1, y2), dim=1) if rev else y2),), log_det
 
 
 class ConditionalAffineTransform(_AffineCoupling):
@@ -388,6 +430,11 @@ class ConditionalAffineTransform(_AffineCoupling):
         """Apply the condition-driven affine map (its inverse when ``rev``)."""
         x_in, cs = self._checked_inputs(x, c)
         cond = cs[0] if len(cs) == 1 else torch.cat(cs, dim=1)
-        s, t = self._scale_shift("subnet", cond, self.channels)
-        y, log_det = affine(x_in, s, t, rev)
+        kind = self._fused_kind(x_in, rev, halves=1)
+        if kind is None:
+            s, t = self._scale_shift("subnet", cond, self.channels)
+            y, log_det = affine(x_in, s, t, rev)
+            return (y,), log_det
+        r = self._subnet_out("subnet", cond, 2 * self.channels)
+        y, log_det = coupling_step(kind, self.clamp, x_in, r, rev)
         return (y,), log_det
