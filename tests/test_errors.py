@@ -344,10 +344,9 @@ CATALOGUE: List[Misuse] = [
     # dims_in given as a bare tuple
     Misuse("glow-dims-bare-tuple",
            lambda: Fm.GLOWCouplingBlock((4,), subnet_constructor=dense_subnet), TypeError,
-           r"GLOWCouplingBlock.*dims_in.*got 4 in \(4,\).*\[\(4,\)\]",
-           pending="modules/base.py"),
+           r"GLOWCouplingBlock.*dims_in.*got 4 in \(4,\).*\[\(4,\)\]"),
     Misuse("actnorm-dims-bare-tuple", lambda: Fm.ActNorm((4, 6, 6)), TypeError,
-           r"ActNorm.*dims_in.*got 4 in \(4, 6, 6\).*\[\(4,\)\]", pending="modules/base.py"),
+           r"ActNorm.*dims_in.*got 4 in \(4, 6, 6\).*\[\(4,\)\]"),
     Misuse("sequence-shape-as-tuple", lambda: SequenceINN((4,)), TypeError,
            r"SequenceINN takes the input shape as separate ints.*got the single argument "
            r"\(4,\)"),

@@ -80,8 +80,9 @@ class InvertibleModule(nn.Module):
         dims_c: Optional[Iterable[Iterable[int]]] = None,
     ) -> None:
         super().__init__()
-        self.dims_in = list_of_int_tuples(dims_in, "dims_in")
-        self.dims_c = [] if dims_c is None else list_of_int_tuples(dims_c, "dims_c")
+        name = type(self).__name__
+        self.dims_in = list_of_int_tuples(dims_in, f"{name} dims_in")
+        self.dims_c = [] if dims_c is None else list_of_int_tuples(dims_c, f"{name} dims_c")
 
     def forward(
         self,
