@@ -311,7 +311,7 @@ CATALOGUE: List[Misuse] = [
            ValueError, r"GLOWCouplingBlock: condition 0 must have shape \(B, 2\).*\(3, 3\)"),
     Misuse("graph-missing-condition",
            lambda: one_block_graph(Fm.GLOWCouplingBlock, conditioned=True)(x(4)), ValueError,
-           r"GraphINN.*condition.*(0.*1|1.*0)", pending="framework/graph_inn/graph_inn.py"),
+           r"GraphINN.*condition.*(0.*1|1.*0)"),
     Misuse("graph-condition-wrong-shape",
            lambda: one_block_graph(Fm.GLOWCouplingBlock, conditioned=True)(x(4), c=[x(3)]),
            RuntimeError, r"Node 'block'.*GLOWCouplingBlock: condition 0 must have shape "
@@ -400,8 +400,7 @@ CATALOGUE: List[Misuse] = [
     Misuse("node-instance-wrong-dims", lambda: Node(InputNode(4), Fm.PermuteRandom([(5,)])),
            ValueError, r"PermuteRandom instance given to Node .* dims_in=\[\(5,\)\].*\[\(4,\)\]"),
     # graph misuse
-    Misuse("graph-cycle", cyclic_graph, ValueError, r"cycl.*'(perm|cat)'",
-           pending="framework/graph_inn/_topology.py"),
+    Misuse("graph-cycle", cyclic_graph, ValueError, r"cycl.*'(perm|cat)'"),
     Misuse("graph-dangling-output", dangling_graph, ValueError,
            r"Output 1 of Node 'split'.*is not consumed by any node \(dangling output\)"),
     Misuse("graph-output-used-twice", double_use_graph, ValueError,

@@ -225,3 +225,38 @@ def test_reversible_sequential_is_deprecated() -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         with pytest.raises(TypeError):
             ReversibleSequential(4, force_tuple_output=True)
+
+
+def test_memory_efficient_flag_slicing_and_replacement() -> None:
+    from invertible.modules.invertible_resnet import IResNetLayer
+
+    inn = SequenceINN(4, memory_efficient=True)
+    assert inn.memory_efficient
+    inn.append(Scale2)
+    inn.append(CondShift, cond=0, cond_shape=(2,))
+    assert inn[0:1].memory_efficient and inn[::-1].memory_efficient
+    with pytest.raises(ValueError, match=r"SequenceINN.*IResNetLayer.*fixed-point"):
+        inn.append(IResNetLayer)
+    assert len(inn) == 2 and inn.conditions == [None, 0] and len(inn.shapes) == 3
+    with pytest.raises(ValueError, match=r"new module IResNetLayer"):
+        inn[0] = IResNetLayer([(4,)])
+    inn.memory_efficient = False
+    inn[0] = IResNetLayer([(4,)])
+    with pytest.raises(ValueError, match=r"module 0 \(IResNetLayer\)"):
+        inn.memory_efficient = True
+    assert not inn.memory_efficient
+
+
+def test_memory_efficient_chain_matches_standard_outputs() -> None:
+    inn = SequenceINN(4)
+    inn.append(Scale2)
+    inn.append(ScalarLogDetScale)
+    inn.append(CondShift, cond=1, cond_shape=(3,))
+    x, c = torch.randn(5, 4, requires_grad=True), [torch.randn(5, 7), torch.randn(5, 3)]
+    z, log_det = inn(x, c)
+    inn.memory_efficient = True
+    z2, log_det2 = inn(x, c)
+    assert z2.grad_fn is not None and type(z2.grad_fn).__name__ != type(z.grad_fn).__name__
+    assert torch.allclose(z2, z) and torch.allclose(log_det2, log_det)
+    x_rev, log_det_rev = inn(z2, c, rev=True)
+    assert torch.allclose(x_rev, x, atol=1e-6) and torch.allclose(log_det_rev, -log_det)

@@ -12,7 +12,58 @@ from torch import Tensor
 
 from ..modules.base import InvertibleModule
 
-__all__ = ["call_module", "normalise_log_det"]
+__all__ = ["autocast_state", "call_module", "log_det_accumulator", "normalise_log_det"]
+
+
+def _autocast_enabled_by_device(device_type: str) -> bool:
+    """``torch.is_autocast_enabled(device_type)`` for torch versions before 2.4."""
+    if device_type == "cpu":
+        return torch.is_autocast_cpu_enabled()
+    return torch.is_autocast_enabled()
+
+
+def _autocast_dtype_by_device(device_type: str) -> torch.dtype:
+    """``torch.get_autocast_dtype(device_type)`` for torch versions before 2.4."""
+    if device_type == "cpu":
+        return torch.get_autocast_cpu_dtype()
+    return torch.get_autocast_gpu_dtype()
+
+
+try:  # torch >= 2.4 takes the device type; resolved once, so a call costs one function call
+    torch.is_autocast_enabled("cpu")
+    _autocast_enabled = torch.is_autocast_enabled
+    _autocast_dtype = torch.get_autocast_dtype
+except (TypeError, AttributeError):  # pragma: no cover - old torch
+    _autocast_enabled = _autocast_enabled_by_device
+    _autocast_dtype = _autocast_dtype_by_device
+
+
+def log_det_accumulator(like: Tensor) -> Tensor:
+    """The ``(batch,)`` zeros a container adds its blocks' log-dets to.
+
+    Its dtype is ``like``'s (D3), promoted to at least float32 while ``torch.autocast`` is active
+    on ``like``'s device, so that a bf16/fp16 forward sums its log-dets in float32 (a float64
+    input keeps float64). Each block's log-det is promoted when it is added.
+    """
+    dtype = like.dtype
+    if _autocast_on(like.device.type):
+        dtype = torch.promote_types(dtype, torch.float32)
+    return like.new_zeros(like.shape[0], dtype=dtype)
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (``False`` for types it does not know)."""
+    try:
+        return bool(_autocast_enabled(device_type))
+    except RuntimeError:  # e.g. "meta": no autocast dispatch key
+        return False
+
+
+def autocast_state(device_type: str) -> Tuple[bool, torch.dtype]:
+    """Whether autocast is on for ``device_type`` and its lower-precision dtype."""
+    if not _autocast_on(device_type):
+        return False, torch.float32
+    return True, _autocast_dtype(device_type)
 
 
 def call_module(

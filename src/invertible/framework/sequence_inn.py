@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, List, Optional, Tuple, Union
 
+import torch
 from torch import Tensor, nn
 
 from ..modules.base import InvertibleModule, list_of_int_tuples
 from ..modules.inverse import Inverse
 from ..utils import output_dims_compatible
-from ._calling import call_module, normalise_log_det
+from ._calling import call_module, log_det_accumulator, normalise_log_det
+from ._memory import Step, check_blocks, run_by_inversion
 
 __all__ = ["SequenceINN"]
 
@@ -48,9 +50,24 @@ class SequenceINN(InvertibleModule):
         *dims: the input shape as separate ints, batch excluded: ``SequenceINN(3, 32, 32)``.
         force_tuple_output: return a tuple of one tensor instead of the bare tensor (needed to
             embed the chain as a module in another container).
+        memory_efficient: train by inversion (also settable later as ``inn.memory_efficient``):
+            while autograd records, the chain runs as one autograd Function that keeps no
+            intermediate activations and recomputes each block's input from its output with the
+            block's exact inverse in the backward pass (see ``invertible.framework._memory``).
+            Activation memory no longer grows with depth; a step costs about one inverse per
+            block more (a coupling's subnets run once for both the inverse and the recompute).
+            Blocks without an exact, deterministic inverse are refused with a
+            ``ValueError``. The outputs are saved for the backward pass (do not modify them in
+            place). Not double-differentiable; not for ``torch.compile``.
+
+    Under ``torch.autocast`` the log-det is accumulated in (at least) float32.
     """
 
-    def __init__(self, *dims: int, force_tuple_output: bool = False) -> None:
+    _memory_efficient = False  # class default: also for objects unpickled from older versions
+
+    def __init__(
+        self, *dims: int, force_tuple_output: bool = False, memory_efficient: bool = False
+    ) -> None:
         if len(dims) == 1 and not isinstance(dims[0], int) and hasattr(dims[0], "__len__"):
             raise TypeError(
                 f"SequenceINN takes the input shape as separate ints, e.g. SequenceINN(*shape) "
@@ -61,6 +78,23 @@ class SequenceINN(InvertibleModule):
         self.conditions: List[Optional[int]] = []
         self.module_list = nn.ModuleList()
         self.force_tuple_output = force_tuple_output
+        self.memory_efficient = memory_efficient
+
+    @property
+    def memory_efficient(self) -> bool:
+        """Whether training recomputes activations by inversion instead of storing them."""
+        return self._memory_efficient
+
+    @memory_efficient.setter
+    def memory_efficient(self, value: bool) -> None:
+        if value:
+            self._check_invertible(list(self.module_list))
+        self._memory_efficient = bool(value)
+
+    def _check_invertible(self, modules: List[nn.Module]) -> None:
+        """``ValueError`` naming the first module that cannot be recomputed by inversion."""
+        check_blocks(type(self).__name__,
+                     [(f"module {i} ({type(m).__name__})", m) for i, m in enumerate(modules)])
 
     def append(
         self,
@@ -103,6 +137,8 @@ class SequenceINN(InvertibleModule):
                 kwargs["dims_c"] = [tuple(cond_shape)]
             module = module_class(dims_in, **kwargs)
         out = _module_output_dims(module, dims_in)
+        if self._memory_efficient:
+            check_blocks(type(self).__name__, [(f"the appended {type(module).__name__}", module)])
         if len(out) != 1:
             raise ValueError(
                 f"Module of type {type(module).__name__} has more than one output: {out}; "
@@ -130,12 +166,14 @@ class SequenceINN(InvertibleModule):
 
         Returns:
             ``(z, log_det)``: ``z`` a tensor (a 1-tuple if ``force_tuple_output``), ``log_det``
-            of shape ``(B,)`` in the input's dtype.
+            of shape ``(B,)`` in the input's dtype (at least float32 under ``torch.autocast``).
         """
         xs = _as_tuple(x_or_z)
         conditions = () if c is None else _as_tuple(c)
         self._check_call(xs, conditions, rev)
-        log_det = xs[0].new_zeros(xs[0].shape[0])
+        if self._memory_efficient and torch.is_grad_enabled() and len(self.module_list):
+            return self._forward_by_inversion(xs, conditions, rev, jac)
+        log_det = log_det_accumulator(xs[0])
         steps = range(len(self.module_list) - 1, -1, -1) if rev else range(len(self.module_list))
         for i in steps:
             k = self.conditions[i]
@@ -147,6 +185,23 @@ class SequenceINN(InvertibleModule):
             if j is not None:
                 log_det = log_det + j
         return (xs if self.force_tuple_output else xs[0]), log_det
+
+    @torch.compiler.disable  # an eager feature: under torch.compile the call runs uncompiled
+    def _forward_by_inversion(
+        self, xs: Tuple[Tensor, ...], conditions: Tuple[Tensor, ...], rev: bool, jac: bool
+    ) -> Tuple[Union[Tensor, Tuple[Tensor, ...]], Tensor]:
+        """``forward`` as one memory-efficient autograd Function (see ``memory_efficient``)."""
+        self._check_invertible(list(self.module_list))  # train/eval modes may have changed
+        order = range(len(self) - 1, -1, -1) if rev else range(len(self))
+        steps = [
+            Step(self.module_list[i], (k,), () if self.conditions[i] is None
+                 else (self.conditions[i],), (k + 1,))
+            for k, i in enumerate(order)
+        ]
+        runner = _ChainRunner(steps, rev, jac)
+        (z,), log_det = run_by_inversion(runner, steps, len(steps) + 1, ((0,), (len(steps),)),
+                                         xs, conditions, rev, jac)
+        return ((z,) if self.force_tuple_output else z), log_det
 
     def _check_call(self, xs: Tuple[Tensor, ...], c: Tuple[Tensor, ...], rev: bool) -> None:
         """Validate the number and shape of inputs and that every needed condition is given."""
@@ -212,7 +267,8 @@ class SequenceINN(InvertibleModule):
             shape = self.shapes[max(start, 0)]
         else:
             shape = self.shapes[indices[0] + 1] if reverse else self.shapes[indices[0]]
-        sub = SequenceINN(*shape, force_tuple_output=self.force_tuple_output)
+        sub = SequenceINN(*shape, force_tuple_output=self.force_tuple_output,
+                          memory_efficient=self._memory_efficient)
         renumber: dict = {}
         for i in indices:
             old = self.conditions[i]
@@ -246,7 +302,26 @@ class SequenceINN(InvertibleModule):
                 f"The new module {name} has condition shapes {new_module.dims_c}, but the "
                 f"module it replaces has {old.dims_c}."
             )
+        if self._memory_efficient:
+            check_blocks(type(self).__name__, [(f"the new module {name}", new_module)])
         self.module_list[key] = new_module
+
+
+class _ChainRunner:
+    """Runs one block of a memory-efficient SequenceINN pass in either direction."""
+
+    def __init__(self, steps: List[Step], rev: bool, jac: bool) -> None:
+        self.steps, self.rev, self.jac = steps, rev, jac
+
+    def __call__(
+        self, k: int, xs: Tuple[Tensor, ...], cs: Tuple[Any, ...], rev: bool
+    ) -> Tuple[Tuple[Tensor, ...], Optional[Tensor]]:
+        """Block ``k``'s outputs and normalised log-det (``jac=False`` when only inverting)."""
+        module = self.steps[k].module
+        jac = self.jac and rev == self.rev
+        out, j = call_module(module, xs, list(cs) if cs else None, rev, jac)
+        outs = _as_tuple(out)
+        return outs, normalise_log_det(j, outs[0], type(module).__name__, jac)
 
 
 def _is_shape(dims: Any) -> bool:

@@ -65,17 +65,49 @@ def topological_order(
                 queue.append(pred)
         preds[node] = []
     listed = set(result)
+    cycle = _find_cycle(preds, listed) if len(listed) < len(preds) else []
+    cyclic = (f"Graph is cyclic: {' -> '.join(repr(n) for n in cycle)} -> {cycle[0]!r} (each "
+              f"node reads from the next)." if cycle else "")
     for start in starts:
         if start not in listed:
             kind = "input" if rev else "output"
-            raise ValueError(f"Error in graph: {start} is not connected to any {kind}.")
+            raise ValueError(
+                f"Error in graph: {start} is not connected to any {kind}. {cyclic}".rstrip()
+            )
     left = [node for node, node_succs in succs.items() if node_succs]
+    if cycle:
+        raise ValueError(cyclic)
     if left:
         raise ValueError(
             f"Graph is cyclic, or some node does not lead to an output (e.g. an unused "
             f"FeedForwardNode): unresolved edges from {left}."
         )
     return result[::-1]
+
+
+def _find_cycle(preds: Dict[AbstractNode, List[AbstractNode]], listed: Set[AbstractNode]
+                ) -> List[AbstractNode]:
+    """The nodes of one cycle among the unlisted nodes, following predecessors; ``[]`` if none.
+
+    Nodes listed by Kahn's algorithm cannot lie on a cycle; the others kept their predecessor
+    lists, which a depth-first search walks.
+    """
+    done: Set[AbstractNode] = set()
+    for root in preds:
+        if root in listed or root in done:
+            continue
+        path, stack = [root], [iter(preds[root])]
+        while stack:
+            pred = next(stack[-1], None)
+            if pred is None:
+                done.add(path.pop())
+                stack.pop()
+            elif pred in path:
+                return path[path.index(pred):]
+            elif pred not in listed and pred not in done and pred in preds:
+                path.append(pred)
+                stack.append(iter(preds[pred]))
+    return []
 
 
 def check_membership(nodes: Sequence[AbstractNode]) -> None:

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from ...modules.base import InvertibleModule
+from .._calling import log_det_accumulator
+from ._inversion import check_graph, forward_by_inversion
 from ._pickling import flatten_node_references, restore_node_references
 from ._plan import Plan, Shape, Step, build_plan
 from ._topology import check_membership, topological_order
@@ -52,6 +54,15 @@ class GraphINN(InvertibleModule):
         node_list: every node of the graph (the order of nodes of the same kind matters).
         force_tuple_output: return a tuple also for a single output (needed for embedding).
         verbose: print the network after building it.
+        memory_efficient: train by inversion (also settable later as ``net.memory_efficient``):
+            while autograd records, the invertible nodes run as one autograd Function that keeps
+            no intermediate activations and recomputes every node's inputs from its outputs with
+            the exact inverse in the backward pass (feed-forward nodes run normally). Nodes
+            without an exact, deterministic inverse are refused with a ``ValueError``; the
+            outputs are saved for the backward pass (do not modify them in place); not with
+            ``intermediate_outputs=True``, not double-differentiable, not for ``torch.compile``.
+
+    Under ``torch.autocast`` the log-det is accumulated in (at least) float32.
 
     Raises:
         ValueError: a node is missing from ``node_list``, an output is dangling
@@ -60,10 +71,11 @@ class GraphINN(InvertibleModule):
 
     _NODE_ATTRS = ("_nodes", "in_nodes", "out_nodes", "condition_nodes", "ff_nodes",
                    "node_list_fwd", "node_list_rev", "_plan_fwd", "_plan_rev")
+    _memory_efficient = False  # class default: also for objects unpickled from older versions
 
     def __init__(
         self, node_list: Sequence[AbstractNode], force_tuple_output: bool = False,
-        verbose: bool = False,
+        verbose: bool = False, memory_efficient: bool = False,
     ) -> None:
         nodes = list(node_list)
         _check_node_list(nodes)
@@ -87,8 +99,20 @@ class GraphINN(InvertibleModule):
         layout = (self.in_nodes, self.out_nodes, self.condition_nodes, module_index)
         self._plan_fwd = build_plan(self.node_list_fwd, *layout, rev=False)
         self._plan_rev = build_plan(self.node_list_rev, *layout, rev=True)
+        self.memory_efficient = memory_efficient
         if verbose:
             print(self)
+
+    @property
+    def memory_efficient(self) -> bool:
+        """Whether training recomputes activations by inversion instead of storing them."""
+        return self._memory_efficient
+
+    @memory_efficient.setter
+    def memory_efficient(self, value: bool) -> None:
+        if value:
+            check_graph(self)
+        self._memory_efficient = bool(value)
 
     @property
     def node_list(self) -> List[AbstractNode]:
@@ -138,10 +162,12 @@ class GraphINN(InvertibleModule):
         cs = () if c is None else _as_sequence(c, "c")
         plan = self._plan_rev if rev else self._plan_fwd
         self._check_call(plan, xs, cs, rev)
+        if self._memory_efficient and torch.is_grad_enabled():
+            return self._forward_by_inversion(plan, xs, cs, rev, jac, intermediate_outputs)
         slots: List[Any] = [None] * plan.n_slots
         for slot, value in zip(plan.start_slots + plan.cond_slots, xs + cs):
             slots[slot] = value
-        log_det = xs[0].new_zeros(xs[0].shape[0])
+        log_det = log_det_accumulator(xs[0])
         jacobians: Dict[AbstractNode, Tensor] = {}
         for step in plan.steps:
             out, j = self._run_step(step, slots, rev, jac)
@@ -158,13 +184,33 @@ class GraphINN(InvertibleModule):
             return outputs[0], log_det
         return outputs, log_det
 
+    @torch.compiler.disable  # an eager feature: under torch.compile the call runs uncompiled
+    def _forward_by_inversion(
+        self, plan: Plan, xs: Tuple[Any, ...], cs: Tuple[Any, ...], rev: bool, jac: bool,
+        intermediate_outputs: bool,
+    ) -> Tuple[Any, Any]:
+        """``forward`` as one memory-efficient autograd Function (see ``memory_efficient``)."""
+        if intermediate_outputs:
+            raise ValueError(
+                f"{type(self).__name__}(memory_efficient=True) keeps no intermediate values, so "
+                f"it cannot return them (intermediate_outputs=True); set memory_efficient=False "
+                f"or run under torch.no_grad()."
+            )
+        outputs, log_det = forward_by_inversion(self, plan, xs, cs, rev, jac)
+        if len(outputs) == 1 and not self.force_tuple_output:
+            return outputs[0], log_det
+        return outputs, log_det
+
     def _check_call(self, plan: Plan, xs: Tuple[Any, ...], cs: Tuple[Any, ...], rev: bool) -> None:
         """Numbers and shapes of the inputs, with plain int comparisons (compile-safe)."""
         if len(xs) != len(plan.start_nodes):
             raise ValueError(f"Got {len(xs)} inputs, but expected {len(plan.start_nodes)}.")
         if len(cs) != len(self.condition_nodes):
             raise ValueError(
-                f"Got {len(cs)} conditions, but expected {len(self.condition_nodes)}."
+                f"{type(self).__name__}: Got {len(cs)} conditions, but expected "
+                f"{len(self.condition_nodes)}. Pass c=[...] with one value per ConditionNode "
+                f"{[n.name for n in self.condition_nodes]}, in node_list order "
+                f"({len(self.condition_nodes)} in all, {len(cs)} given)."
             )
         if not xs:
             raise ValueError(f"{type(self).__name__} has no {'outputs' if rev else 'inputs'}.")
