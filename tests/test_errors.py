@@ -182,7 +182,7 @@ CATALOGUE: List[Misuse] = [
     Misuse("sequence-two-inputs", lambda: sequence((Fm.ActNorm, {}))([x(4), x(4)]), ValueError,
            r"SequenceINN expects one input tensor.*\(4,\).*got 2"),
     Misuse("graph-two-inputs", lambda: one_block_graph()([x(4), x(4)]), ValueError,
-           r"GraphINN.*(2.*1|1.*2)", pending="framework/graph_inn/graph_inn.py"),
+           r"GraphINN.*(2.*1|1.*2)"),
     # wrong shape or rank of an input
     Misuse("flatten-wrong-shape", lambda: Fm.Flatten([(4, 2)])([x(9)]), ValueError,
            rf"Flatten: input must have shape {B}4, 2\), got shape \(3, 9\)"),

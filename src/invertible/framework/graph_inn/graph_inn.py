@@ -204,7 +204,12 @@ class GraphINN(InvertibleModule):
     def _check_call(self, plan: Plan, xs: Tuple[Any, ...], cs: Tuple[Any, ...], rev: bool) -> None:
         """Numbers and shapes of the inputs, with plain int comparisons (compile-safe)."""
         if len(xs) != len(plan.start_nodes):
-            raise ValueError(f"Got {len(xs)} inputs, but expected {len(plan.start_nodes)}.")
+            kind = "OutputNode" if rev else "InputNode"
+            raise ValueError(
+                f"{type(self).__name__}: Got {len(xs)} inputs, but expected "
+                f"{len(plan.start_nodes)}. Pass one tensor per {kind}, in node_list order "
+                f"({', '.join(repr(n.name) for n in plan.start_nodes)})."
+            )
         if len(cs) != len(self.condition_nodes):
             raise ValueError(
                 f"{type(self).__name__}: Got {len(cs)} conditions, but expected "
