@@ -180,8 +180,7 @@ class FlowDistribution(nn.Module):
         generator: Optional[torch.Generator] = None,
     ) -> Sample:
         """Draw ``n`` samples without gradients (see :meth:`rsample` for the arguments)."""
-        zs, cs = self._latents(n, c, temperature, generator, reparameterised=False)
-        return self._pack(run_inn(self.inn, zs, cs, rev=True, jac=False)[0])
+        return self._draw(n, c, temperature, generator, reparameterised=False)
 
     def rsample(
         self,
@@ -206,7 +205,14 @@ class FlowDistribution(nn.Module):
             ValueError: bad ``n`` (not positive, missing, or not the conditions' batch size),
                 ``temperature`` (negative, not finite) or ``generator`` with a custom base.
         """
-        zs, cs = self._latents(n, c, temperature, generator, reparameterised=True)
+        return self._draw(n, c, temperature, generator, reparameterised=True)
+
+    def _draw(
+        self, n: Optional[int], c: Any, temperature: float,
+        generator: Optional[torch.Generator], reparameterised: bool,
+    ) -> Sample:
+        """Latents from the base, mapped through the inverse network."""
+        zs, cs = self._latents(n, c, temperature, generator, reparameterised=reparameterised)
         return self._pack(run_inn(self.inn, zs, cs, rev=True, jac=False)[0])
 
     def sample_and_log_prob(
