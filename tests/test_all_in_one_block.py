@@ -666,17 +666,16 @@ class Float32Subnet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.float())
 
-@pytest.mark.parametrize("autocast", [False, True])
-def test_fused_and_plain_paths_agree_on_dtypes(autocast: bool,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """bf16 data with float32 parameters: both paths promote like PyTorch (float32 out)."""
+def test_fused_and_plain_paths_agree_on_dtypes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 data with float32 parameters under autocast: both paths promote like PyTorch
+    (float32 out)."""
     torch.manual_seed(0)
     block = AllInOneBlock([(8,)], subnet_constructor=Float32Subnet)
     x = torch.randn(4, 8, dtype=torch.bfloat16)
     dtypes = []
     for threshold in (0, 10**12):
         monkeypatch.setattr(_fused, "ALL_IN_ONE_MIN_ELEMENTS", threshold)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
             (y,), ld = block([x.float().requires_grad_()])
             with torch.no_grad():
                 (y0,), ld0 = block([x])
@@ -684,3 +683,17 @@ def test_fused_and_plain_paths_agree_on_dtypes(autocast: bool,
         dtypes.append([t.dtype for t in (y, ld, y0, ld0, x1, ld1)])
     assert dtypes[0] == dtypes[1]
     assert dtypes[0][2:] == [torch.float32] * 4
+
+
+@pytest.mark.parametrize("threshold", [0, 10**12])
+def test_other_dtype_than_the_parameters_is_rejected_outside_autocast(
+    threshold: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As nn.Linear: bf16 data to float32 parameters is a TypeError on both paths (no autocast)."""
+    monkeypatch.setattr(_fused, "ALL_IN_ONE_MIN_ELEMENTS", threshold)
+    block = AllInOneBlock([(8,)], [(2,)], subnet_constructor=Float32Subnet)
+    x, c = torch.randn(4, 8), torch.randn(4, 2)
+    with pytest.raises(TypeError, match=r"AllInOneBlock: input has dtype torch.bfloat16.*float32"):
+        block([x.bfloat16()], [c])
+    with pytest.raises(TypeError, match=r"AllInOneBlock: condition 0 has dtype torch.float64"):
+        block([x], [c.double()], rev=True)

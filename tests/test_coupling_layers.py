@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 import math
+import warnings
 from typing import Any, Dict, List, Tuple
 
 import pytest
@@ -102,6 +103,7 @@ class Recorder:
         return nn.Linear(c_in, c_out) if c_in and c_out else nn.Identity()
 
 
+@pytest.mark.filterwarnings("ignore:.*leaves half . empty")
 @pytest.mark.parametrize("channels", sorted(HALF_SPLITS))
 @pytest.mark.parametrize("cls", ALL_UNCONDITIONED)
 def test_split_sizes_round_half_even(cls: type, channels: int) -> None:
@@ -114,10 +116,22 @@ def test_split_sizes_round_half_even(cls: type, channels: int) -> None:
     (5, 0.3, 2), (5, 0.1, 0), (5, 0.7, 4), (4, 0.0, 0), (4, 1.0, 4), (6, 1, 1), (6, 0, 0),
     (6, 6, 6), (7, 0.5, 4),
 ])
+@pytest.mark.filterwarnings("ignore:.*leaves half . empty")
 def test_split_len_values(channels: int, split_len: float, expected: int) -> None:
     m = GLOWCouplingBlock([(channels, 2, 2)], subnet_constructor=Recorder(), split_len=split_len)
     assert (m.split_len1, m.split_len2) == (expected, channels - expected)
     assert m.ndims == 3
+
+
+def test_empty_half_warns_only_without_conditions() -> None:
+    """The spec keeps 0 <= split_len <= C; without conditions an empty half is a warning."""
+    with pytest.warns(UserWarning, match=r"GLOWCouplingBlock: split_len=3 leaves half 2 empty "
+                                         r"\(3 \| 0 of the 3 channels\)"):
+        GLOWCouplingBlock([(3,)], subnet_constructor=Recorder(), split_len=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GLOWCouplingBlock([(3,)], [(2,)], subnet_constructor=Recorder(), split_len=3)
+        GLOWCouplingBlock([(3,)], subnet_constructor=Recorder(), split_len=1)
 
 
 @pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
@@ -285,9 +299,9 @@ def test_call_errors() -> None:
         cond([x])
     with pytest.raises(ValueError, match=r"RNVPCouplingBlock expects 1 .* got 2 tensors"):
         cond([x], c=[c, c])
-    with pytest.raises(ValueError, match=r"condition 0 must .*\(B, 2\) with 2 channels.*\(3, 5\)"):
+    with pytest.raises(ValueError, match=r"condition 0 must have shape \(B, 2\), got \S* \(3, 5\)"):
         cond([x], c=[torch.randn(3, 5)])
-    with pytest.raises(ValueError, match=r"the input must .*\(B, 4\) with 4 channels.*\(3, 5\)"):
+    with pytest.raises(ValueError, match=r"the input must have shape \(B, 4\), got shape \(3, 5\)"):
         plain([torch.randn(3, 5)])
 
 
@@ -563,15 +577,20 @@ class Float32Subnet(nn.Module):
 @pytest.mark.parametrize("cls", FUSED_CLASSES)
 def test_fused_and_plain_paths_agree_on_dtypes(cls: type,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """bf16 data through a float32 subnet (no autocast): both paths promote alike."""
+    """bf16 data through a float32 subnet under autocast: both paths promote alike; outside
+    autocast the other dtype is a TypeError naming the block (as nn.Linear would refuse it)."""
     torch.manual_seed(0)
     m = cls([(8,)], [(2,)], subnet_constructor=Float32Subnet)
     x, c = torch.randn(4, 8, dtype=torch.bfloat16), [torch.randn(4, 2, dtype=torch.bfloat16)]
     dtypes = []
     for on in (True, False):
         always_fused(monkeypatch, on)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             (y,), ld = m([x], c)
             (x_back,), ld_back = m([y.to(torch.bfloat16)], c, rev=True)
         dtypes.append([t.dtype for t in (y, ld, x_back, ld_back)])
+        with pytest.raises(TypeError, match=rf"{cls.__name__}: the input has dtype "
+                                            r"torch.bfloat16, but the block's parameters are "
+                                            r"torch.float32"):
+            m([x], c)
     assert dtypes[0] == dtypes[1]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["InvertibleAssertionError", "InvertibleIndexError", "InvertibleTypeError"]
+__all__ = [
+    "InvertibleAssertionError",
+    "InvertibleIndexError",
+    "InvertibleRuntimeError",
+    "InvertibleTypeError",
+]
 
 
 class InvertibleAssertionError(AssertionError, ValueError):
@@ -15,3 +20,7 @@ class InvertibleIndexError(ValueError, IndexError):
 
 class InvertibleTypeError(ValueError, TypeError):
     """A malformed graph where FrEIA crashed with a raw ``TypeError``."""
+
+
+class InvertibleRuntimeError(RuntimeError, ValueError):
+    """Bad user input where FrEIA raised ``RuntimeError``; catchable as either type."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
@@ -41,6 +42,7 @@ __all__ = [
     "split_scale_shift",
     "tanh_clamp",
     "tanh_scaled",
+    "warn_empty_half",
 ]
 
 ClampActivation = Callable[[Tensor], Tensor]
@@ -145,6 +147,25 @@ def split_lengths(block: str, channels: int, split_len: Union[float, int]) -> Tu
         raise ValueError(f"{block}: Float split_len must be in range [0, 1], got {split_len}.")
     first = round(float(channels * split_len))
     return first, channels - first
+
+
+def warn_empty_half(block: str, split_len: Union[float, int], len1: int, len2: int) -> None:
+    """Warn that an unconditioned coupling with an empty half is a constant affine map.
+
+    The spec keeps ``0 <= split_len <= C`` valid (C=1 must split 0 | 1), so this is a warning,
+    not an error: one subnet sees no input and the block only learns its bias.
+    """
+    if 0 in (len1, len2):
+        channels = len1 + len2
+        empty = 1 if len1 == 0 else 2
+        warnings.warn(
+            f"{block}: split_len={split_len!r} leaves half {empty} empty ({len1} | {len2} of the "
+            f"{channels} channels) and there are no conditions, so one subnet sees no input and "
+            f"the block is a learned constant affine map; give each half at least one channel "
+            f"(an int 0 < split_len < {channels}) or pass dims_c.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:

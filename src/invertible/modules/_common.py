@@ -18,14 +18,16 @@ __all__ = [
     "Shape",
     "ShapeList",
     "SubnetConstructor",
+    "built_subnet",
     "cat_conditions",
     "channel_input_shape",
     "check_block_inputs",
-    "check_channels",
     "check_condition_shapes",
     "check_condition_tensors",
+    "check_dtype_device",
     "check_input_tensors",
     "check_single_input",
+    "check_tensor",
     "condition_list",
     "frozen_parameter",
     "is_int",
@@ -141,6 +143,25 @@ def require_no_conditions(block: str, dims_c: ShapeList) -> None:
         raise ValueError(f"{block} takes no conditions, got dims_c={dims_c}.")
 
 
+def built_subnet(block: str, constructor: Any, c_in: int, c_out: int, name: str) -> nn.Module:
+    """``constructor(c_in, c_out)`` for subnet ``name``, checked to be an ``nn.Module``.
+
+    Raises:
+        TypeError: ``constructor`` is not callable or does not return an ``nn.Module``.
+    """
+    if not callable(constructor):
+        raise TypeError(
+            f"{block} needs a subnet_constructor f(c_in, c_out) -> nn.Module, got {constructor!r}."
+        )
+    subnet = constructor(c_in, c_out)
+    if not isinstance(subnet, nn.Module):
+        raise TypeError(
+            f"{block}: subnet_constructor({c_in}, {c_out}) must return an nn.Module for subnet "
+            f"{name!r}, got {type(subnet).__name__} {subnet!r:.60}."
+        )
+    return subnet
+
+
 def check_condition_shapes(block: str, dims_in: ShapeList, dims_c: ShapeList) -> None:
     """Every condition must share the input's non-channel dims (FrEIA asserts this)."""
     for k, dc in enumerate(dims_c):
@@ -183,17 +204,6 @@ def condition_list(
     return cs
 
 
-def check_channels(block: str, tensors: Sequence[Tensor], shapes: ShapeList) -> None:
-    """Raise ``ValueError`` unless each tensor has ``shape[0]`` channels (the input comes first)."""
-    for k, (t, shape) in enumerate(zip(tensors, shapes)):
-        if t.dim() < 2 or t.shape[1] != shape[0]:
-            what = "the input" if k == 0 else f"condition {k - 1}"
-            raise ValueError(
-                f"{block}: {what} must have shape (B, {', '.join(map(str, shape))}) with "
-                f"{shape[0]} channels, got shape {tuple(t.shape)}."
-            )
-
-
 # --- call-time checks of the tensors themselves (shape, dtype, device) -------------------------
 
 
@@ -204,12 +214,27 @@ def module_reference(module: nn.Module) -> Optional[Tensor]:
     children's); else its first tensor of any dtype (e.g. an int64 permutation); else ``None``
     for parameter-free blocks, which accept any device and dtype.
     """
+    found = _first_floating_parameter(module)
+    if found is not None:  # the common case, found without building generators
+        return found
     first: Optional[Tensor] = None
     for t in itertools.chain(module.parameters(), module.buffers()):
         if t.is_floating_point():
             return t
         first = t if first is None else first
     return first
+
+
+def _first_floating_parameter(module: nn.Module) -> Optional[Tensor]:
+    """The first floating-point parameter in ``module.parameters()`` order (depth first)."""
+    for p in module._parameters.values():
+        if p is not None and p.is_floating_point():
+            return p
+    for child in module._modules.values():
+        found = _first_floating_parameter(child) if child is not None else None
+        if found is not None:
+            return found
+    return None
 
 
 def _shape_text(shape: Sequence[int]) -> str:
@@ -227,7 +252,7 @@ def _autocast_on(device_type: str) -> bool:
         return False
 
 
-def _check_dtype_device(block: str, what: str, t: Tensor, like: Optional[Tensor]) -> None:
+def check_dtype_device(block: str, what: str, t: Tensor, like: Optional[Tensor]) -> None:
     """``t`` must be on ``like``'s device and, when ``like`` is floating, of its dtype.
 
     Dtypes are not compared under autocast, where mixed dtypes are intended.
@@ -246,9 +271,9 @@ def _check_dtype_device(block: str, what: str, t: Tensor, like: Optional[Tensor]
         )
 
 
-def _check_tensor(
+def check_tensor(
     block: str, what: str, t: Any, shape: Optional[Sequence[int]], like: Optional[Tensor],
-    floating: bool,
+    floating: bool = True,
 ) -> None:
     """One tensor: a ``Tensor``, floating if required, of shape ``(B, *shape)``, like ``like``."""
     if not isinstance(t, Tensor):
@@ -262,7 +287,7 @@ def _check_tensor(
         raise ValueError(
             f"{block}: {what} must have shape {_shape_text(shape)}, got shape {tuple(t.shape)}."
         )
-    _check_dtype_device(block, what, t, like)
+    check_dtype_device(block, what, t, like)
 
 
 def check_input_tensors(
@@ -302,7 +327,7 @@ def check_input_tensors(
         )
     for k, (t, shape) in enumerate(zip(x, shapes)):
         name = what if len(shapes) == 1 else f"{what} {k}"
-        _check_tensor(block, name, t, shape, like, floating)
+        check_tensor(block, name, t, shape, like, floating)
     return list(x)
 
 
@@ -322,7 +347,7 @@ def check_condition_tensors(
     """
     cs = condition_list(block, c, dims_c)
     for k, (t, shape) in enumerate(zip(cs, dims_c)):
-        _check_tensor(block, f"condition {k}", t, shape, like, floating=True)
+        check_tensor(block, f"condition {k}", t, shape, like, floating=True)
     return cs
 
 

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from .._errors import InvertibleRuntimeError
 from . import _fused
 from ._affine import (
     acc_dtype,
@@ -22,10 +23,12 @@ from ._common import (
     Dims,
     ShapeList,
     SubnetConstructor,
+    built_subnet,
     cat_conditions,
     channel_input_shape,
     check_condition_shapes,
     check_single_input,
+    check_tensor,
     frozen_parameter,
     is_tracing,
     n_elements,
@@ -175,7 +178,8 @@ class AllInOneBlock(InvertibleModule):
         self._init_global_affine(global_affine_type, global_affine_init)
         self._init_permutation(bool(permute_soft))
         c_in = self.splits[0] + self.condition_channels
-        self.subnet = subnet_constructor(c_in, 2 * self.splits[1])
+        self.subnet = built_subnet(type(self).__name__, subnet_constructor, c_in,
+                                   2 * self.splits[1], "subnet")
         self.last_jac = None
 
     @property
@@ -250,8 +254,7 @@ class AllInOneBlock(InvertibleModule):
         """``s = κ tanh(α r_s)`` (centred if GIN) and ``t = 0.1 r_t`` from ``r = subnet([x1, c])``:
         ``clamp_function(0.1 r_s, κ)`` with ``α = 0.1/κ`` (legacy ``0.1``) folded in."""
         n = self.splits[1]
-        r = self.subnet(cat_conditions(x1, c))
-        s_raw, t_raw = torch.split(r, [n, r.shape[1] - n], dim=1)
+        s_raw, t_raw = torch.split(self._subnet_output(x1, c), [n, n], dim=1)
         s = torch.tanh(s_raw * self._coefficients().alpha) * self.clamp
         if self.GIN:
             s = s - s.mean(dim=self.sum_dims, keepdim=True)
@@ -266,8 +269,10 @@ class AllInOneBlock(InvertibleModule):
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """Map ``x`` forwards (or, with ``rev=True``, back); the log-det is always computed.
 
-        See :meth:`InvertibleModule.forward`. Raises ``RuntimeError`` for an input of the wrong
-        shape (FrEIA's type) and ``ValueError`` for wrong numbers or shapes of inputs/conditions.
+        See :meth:`InvertibleModule.forward`. Raises ``RuntimeError`` (also a ``ValueError``)
+        for an input of the wrong shape (FrEIA's type), ``ValueError`` for wrong numbers of
+        inputs/conditions, wrong condition shapes or devices, and ``TypeError`` for a dtype
+        other than the parameters' outside ``torch.autocast``.
         """
         data = self._checked_input(x)
         conds = self._checked_conditions(c)
@@ -364,22 +369,26 @@ class AllInOneBlock(InvertibleModule):
         return (x,), (log_det - log_scale).to(x.dtype)
 
     def _checked_input(self, x: Sequence[Tensor]) -> Tensor:
-        """The single input tensor; ``RuntimeError`` (FrEIA's type) if its shape is wrong."""
+        """The single input tensor: floating, on the parameters' device and (outside autocast)
+        of their dtype; ``RuntimeError`` (FrEIA's type, also a ``ValueError``) if its shape is
+        wrong."""
         if isinstance(x, Tensor) or len(x) != 1:
             got = "a bare Tensor" if isinstance(x, Tensor) else f"{len(x)} tensors"
             raise ValueError(
                 f"AllInOneBlock takes a list or tuple with exactly 1 input tensor, e.g. [x]; "
                 f"got {got}."
             )
+        check_tensor("AllInOneBlock", "input", x[0], None, self.global_scale)
         shape = tuple(x[0].shape[1:])
         if shape != self.dims_in[0]:
-            raise RuntimeError(
+            raise InvertibleRuntimeError(
                 f"AllInOneBlock: Expected input of shape {self.dims_in[0]}, got {shape}."
             )
         return x[0]
 
     def _checked_conditions(self, c: Optional[Sequence[Tensor]]) -> Sequence[Tensor]:
-        """The condition tensors, one per ``dims_c`` entry with that shape, else ``ValueError``."""
+        """The condition tensors, one per ``dims_c`` entry with that shape, else ``ValueError``
+        (``TypeError`` for a dtype other than the parameters')."""
         conds = () if c is None else c
         if isinstance(conds, Tensor) or len(conds) != len(self.dims_c):
             got = "a bare Tensor" if isinstance(conds, Tensor) else f"{len(conds)}"
@@ -388,6 +397,7 @@ class AllInOneBlock(InvertibleModule):
                 f"tuple (dims_c={self.dims_c}); got {got}."
             )
         for k, (cond, expected) in enumerate(zip(conds, self.dims_c)):
+            check_tensor("AllInOneBlock", f"condition {k}", cond, None, self.global_scale)
             if tuple(cond.shape[1:]) != expected:
                 raise ValueError(
                     f"AllInOneBlock: condition {k} must have shape {expected} (batch excluded), "

@@ -19,16 +19,19 @@ from ._affine import (
     resolve_clamp_activation,
     split_lengths,
     split_scale_shift,
+    warn_empty_half,
 )
 from ._common import (
     Dims,
     ShapeList,
     SubnetConstructor,
+    built_subnet,
     cat_conditions,
     channel_input_shape,
-    check_channels,
     check_condition_shapes,
+    check_tensor,
     condition_list,
+    module_reference,
     same_shape,
     single_input_tensor,
     zero_log_det,
@@ -78,10 +81,17 @@ class _BaseCouplingBlock(InvertibleModule):
     Raises:
         ValueError: bad ``split_len`` or unknown ``clamp_activation``; more than one input. At
             call time: not exactly one input, missing/unexpected/extra conditions, an input or
-            condition with the wrong channel count, a subnet output with the wrong channels.
+            condition of another shape than declared or on another device than the parameters,
+            a subnet output with the wrong channels.
         AssertionError: (an ``InvertibleAssertionError``, also a ``ValueError``) a condition
             whose non-channel dims differ from the input's.
-        TypeError: (subclasses) no ``subnet_constructor``.
+        TypeError: (subclasses) no ``subnet_constructor``, or one that does not return an
+            ``nn.Module``; at call time an input or condition whose dtype differs from the
+            parameters' outside ``torch.autocast``.
+
+    Warns:
+        UserWarning: an empty half (``split_len`` 0 or C) without conditions: the spec keeps it
+            valid, but the block is then a learned constant affine map.
     """
 
     def __init__(
@@ -100,6 +110,8 @@ class _BaseCouplingBlock(InvertibleModule):
         check_condition_shapes(block, self.dims_in, self.dims_c)
         self.conditional = len(self.dims_c) > 0
         self.condition_length = sum(dc[0] for dc in self.dims_c)
+        if not self.conditional:
+            warn_empty_half(block, split_len, self.split_len1, self.split_len2)
         self.clamp = clamp
         self.f_clamp = resolve_clamp_activation(block, clamp_activation)
 
@@ -148,13 +160,9 @@ class _BaseCouplingBlock(InvertibleModule):
     def _build_subnets(self, subnet_constructor: Optional[SubnetConstructor],
                        **sizes: Tuple[int, int]) -> None:
         """Build ``name = subnet_constructor(c_in, c_out)`` for each keyword, in the given order."""
-        if not callable(subnet_constructor):
-            raise TypeError(
-                f"{type(self).__name__} needs a subnet_constructor f(c_in, c_out) -> nn.Module, "
-                f"got {subnet_constructor!r}."
-            )
         for name, (c_in, c_out) in sizes.items():
-            setattr(self, name, subnet_constructor(c_in, c_out))
+            setattr(self, name, built_subnet(type(self).__name__, subnet_constructor, c_in, c_out,
+                                             name))
 
     def _subnet_out(self, name: str, u: Tensor, expected: int) -> Tensor:
         """Run subnet ``name`` on ``u``; raise ``ValueError`` if its channel count is wrong."""
@@ -179,15 +187,16 @@ class _BaseCouplingBlock(InvertibleModule):
     def _checked_inputs(
         self, x: Sequence[Tensor], c: Optional[Sequence[Tensor]]
     ) -> Tuple[Tensor, List[Tensor]]:
-        """Validate the call (input and condition counts and channels) with Python ints only.
-
-        The channel checks are skipped under ``torch.jit.trace``, where sizes are traced tensors.
-        """
+        """Validate the call with Python ints only: one input and ``len(dims_c)`` conditions,
+        each a floating tensor of its declared shape on the parameters' device and (outside
+        autocast) of their dtype. Shapes are not compared under ``torch.jit.trace``."""
         block = type(self).__name__
         x_in = single_input_tensor(block, x)
         cs = condition_list(block, c, self.dims_c)
-        if not torch.jit.is_tracing():
-            check_channels(block, [x_in, *cs], [self.dims_in[0], *self.dims_c])
+        like = module_reference(self)
+        check_tensor(block, "the input", x_in, self.dims_in[0], like)
+        for k, (t, shape) in enumerate(zip(cs, self.dims_c)):
+            check_tensor(block, f"condition {k}", t, shape, like)
         return x_in, cs
 
 

@@ -12,6 +12,7 @@ from .._common import (
     Dims,
     ShapeList,
     SubnetConstructor,
+    built_subnet,
     channel_input_shape,
     check_condition_tensors,
     check_input_tensors,
@@ -105,12 +106,9 @@ class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
         n_params = self.channels * sum(self.parameter_counts.values())
         self._n_raw = n_params  # raw parameters per position, checked against the subnet
         if self.conditional:
-            if not callable(subnet_constructor):
-                raise TypeError(
-                    f"{type(self).__name__} with conditions needs a subnet_constructor "
-                    f"f(c_in, c_out) -> nn.Module, got {subnet_constructor!r}."
-                )
-            self.subnet = subnet_constructor(self.condition_length, n_params)
+            self.subnet = built_subnet(f"{type(self).__name__} with conditions",
+                                       subnet_constructor, self.condition_length, n_params,
+                                       "subnet")
         else:
             shape = (n_params, *self.dims_in[0][1:])
             self.spline_parameters = nn.Parameter(torch.zeros(shape))
