@@ -261,6 +261,21 @@ CATALOGUE: List[Misuse] = [
            r"GLOWCouplingBlock: .*device meta.*cpu"),
     Misuse("all-in-one-wrong-dtype", lambda: aio()([x(4, dtype=torch.float64)]), TypeError,
            r"AllInOneBlock: .*dtype torch.float64.*torch.float32"),
+    Misuse("all-in-one-wrong-device", lambda: aio()([x(4).to("meta")]), ValueError,
+           r"AllInOneBlock: input is on device meta, but the block's parameters are on cpu"),
+    Misuse("glow-condition-wrong-device",
+           lambda: glow([(2,)])([x(4)], c=[x(2).to("meta")]), ValueError,
+           r"GLOWCouplingBlock: condition 0 is on device meta, but the block's parameters are "
+           r"on cpu"),
+    Misuse("householder-condition-other-dtype-than-input",
+           lambda: Fm.HouseholderPerm([(3,)], [(6,)], n_reflections=2)(
+               [x(3)], c=[x(6, dtype=torch.float64)]), TypeError,
+           r"HouseholderPerm: condition 0 has dtype torch.float64, but the input is "
+           r"torch.float32"),
+    Misuse("gmm-float-component-index",
+           lambda: gmm()([x(2)], gmm_conditions()[:3] + [torch.full((3,), 1.7)]), TypeError,
+           r"GaussianMixtureModel: the component condition i must hold integer indices, got "
+           r"dtype torch.float32"),
     # conditions: missing, unexpected, wrong shape or spatial size
     Misuse("glow-missing-condition", lambda: glow([(2,)])([x(4)]), ValueError,
            r"GLOWCouplingBlock expects 1 condition\(s\) of shapes \[\(2,\)\]: the condition is "

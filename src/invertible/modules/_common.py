@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from .._errors import InvertibleAssertionError
 
 __all__ = [
+    "PARAMETERS",
     "Dims",
     "Shape",
     "ShapeList",
@@ -252,28 +253,35 @@ def _autocast_on(device_type: str) -> bool:
         return False
 
 
-def check_dtype_device(block: str, what: str, t: Tensor, like: Optional[Tensor]) -> None:
+#: How messages name the reference tensor of a block with parameters.
+PARAMETERS = "the block's parameters are"
+
+
+def check_dtype_device(
+    block: str, what: str, t: Tensor, like: Optional[Tensor], reference: str = PARAMETERS
+) -> None:
     """``t`` must be on ``like``'s device and, when ``like`` is floating, of its dtype.
 
-    Dtypes are not compared under autocast, where mixed dtypes are intended.
+    Dtypes are not compared under autocast, where mixed dtypes are intended. ``reference``
+    names ``like`` in messages, with its verb (e.g. ``"the input is"``).
     """
     if like is None:
         return
     if t.device != like.device:
         raise ValueError(
-            f"{block}: {what} is on device {t.device}, but the block's parameters are on "
-            f"{like.device}; move the data or the block with .to(...)."
+            f"{block}: {what} is on device {t.device}, but {reference} on {like.device}; move "
+            f"the data or the block with .to(...)."
         )
     if like.is_floating_point() and t.dtype != like.dtype and not _autocast_on(t.device.type):
         raise TypeError(
-            f"{block}: {what} has dtype {t.dtype}, but the block's parameters are "
-            f"{like.dtype}; convert the data or the block (e.g. .to({like.dtype}))."
+            f"{block}: {what} has dtype {t.dtype}, but {reference} {like.dtype}; convert the "
+            f"data or the block (e.g. .to({like.dtype}))."
         )
 
 
 def check_tensor(
     block: str, what: str, t: Any, shape: Optional[Sequence[int]], like: Optional[Tensor],
-    floating: bool = True,
+    floating: bool = True, reference: str = PARAMETERS,
 ) -> None:
     """One tensor: a ``Tensor``, floating if required, of shape ``(B, *shape)``, like ``like``."""
     if not isinstance(t, Tensor):
@@ -287,7 +295,7 @@ def check_tensor(
         raise ValueError(
             f"{block}: {what} must have shape {_shape_text(shape)}, got shape {tuple(t.shape)}."
         )
-    check_dtype_device(block, what, t, like)
+    check_dtype_device(block, what, t, like, reference)
 
 
 def check_input_tensors(
@@ -336,10 +344,12 @@ def check_condition_tensors(
     c: Union[Tensor, Sequence[Tensor], None],
     dims_c: ShapeList,
     like: Optional[Tensor] = None,
+    reference: str = PARAMETERS,
 ) -> List[Tensor]:
     """Validate a block's conditions against ``dims_c``; return them as a list.
 
-    ``None`` or ``[]`` means no conditions; a bare tensor means ``[c]``.
+    ``None`` or ``[]`` means no conditions; a bare tensor means ``[c]``. ``like`` and
+    ``reference`` as in :func:`check_dtype_device`.
 
     Raises:
         ValueError: a missing, unexpected or extra condition, or a wrong shape or device.
@@ -347,7 +357,7 @@ def check_condition_tensors(
     """
     cs = condition_list(block, c, dims_c)
     for k, (t, shape) in enumerate(zip(cs, dims_c)):
-        check_tensor(block, f"condition {k}", t, shape, like, floating=True)
+        check_tensor(block, f"condition {k}", t, shape, like, True, reference)
     return cs
 
 

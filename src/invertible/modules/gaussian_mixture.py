@@ -13,6 +13,7 @@ from ._common import (
     Dims,
     ShapeList,
     check_condition_tensors,
+    check_dtype_device,
     check_input_tensors,
     is_int,
     same_shape,
@@ -70,6 +71,10 @@ def component_index(block: str, i: Any, w: Tensor) -> Tensor:
         raise TypeError(
             f"{block}: the component condition i must be a tensor of indices, an int seed or None,"
             f" got {type(i).__name__}."
+        )
+    if i.is_floating_point() or i.is_complex() or i.dtype == torch.bool:
+        raise TypeError(
+            f"{block}: the component condition i must hold integer indices, got dtype {i.dtype}."
         )
     batch = w.shape[0]
     if i.numel() not in (1, batch):
@@ -149,6 +154,8 @@ class GaussianMixtureModel(InvertibleModule):
         """
         w, mu, entries, i = self._conditions(c)
         x_in = self._checked_input(x, i is None, rev)
+        for k, t in enumerate((w, mu, entries)):
+            check_dtype_device("GaussianMixtureModel", f"condition {k}", t, x_in, "the input is")
         if i is not None:  # the type of a condition, not a tensor value
             index = component_index("GaussianMixtureModel", i, w)
             mu, entries = select_component(mu, index), select_component(entries, index)

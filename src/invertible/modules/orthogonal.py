@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ._common import (
+    PARAMETERS,
     Dims,
     ShapeList,
     check_block_inputs,
@@ -294,7 +295,10 @@ class HouseholderPerm(InvertibleModule):
     ) -> Tuple[List[Tensor], Tensor]:
         """``y = x W`` (``x Wᵀ`` when ``rev``), per sample in conditional mode; log-det 0."""
         (x_in,) = check_block_inputs(self, x, rev, floating=True)
-        cs = check_condition_tensors("HouseholderPerm", c, self.dims_c, module_reference(self))
+        like = module_reference(self)  # None in conditional mode: conditions follow the input
+        cs = check_condition_tensors("HouseholderPerm", c, self.dims_c,
+                                     x_in if like is None else like,
+                                     "the input is" if like is None else PARAMETERS)
         y = rotate(x_in, self._matrix(self, cs), rev)
         return [y], zero_log_det(y)
 
