@@ -165,11 +165,23 @@ class ActNorm(InvertibleModule):
                 "Initialise with a larger batch (init_data=... or initialize(batch))."
             )
 
-    def _initialize_once(self, x: Tensor) -> None:
-        """Initialise from ``x`` unless the flag is set (the one place forward reads the flag)."""
+    def _initialize_once(self, x: Tensor, rev: bool) -> None:
+        """Initialise from ``x`` unless the flag is set (the one place forward reads the flag).
+
+        K16 keeps FrEIA's rule that the first batch initialises in whichever direction; a
+        reverse pass (latents, not data) still does, but warns.
+        """
         if self._init_seen:
             return
         if not bool(self.is_initialized):
+            if rev:
+                warnings.warn(
+                    "ActNorm: initialising from the first batch it sees, which comes through a "
+                    "reverse pass (latents, not data), as FrEIA does. Run one forward pass on "
+                    "data first, or pass init_data=... / call initialize(batch).",
+                    UserWarning,
+                    stacklevel=3,
+                )
             self.initialize(x)
         self._init_seen = True
 
@@ -184,7 +196,7 @@ class ActNorm(InvertibleModule):
         if c is not None and len(c) > 0:
             raise ValueError(f"ActNorm is unconditional, but got {len(c)} condition tensor(s).")
         (x_in,) = check_input_tensors("ActNorm", x, self.dims_in, self.log_scale, rev=rev)
-        self._initialize_once(x_in)
+        self._initialize_once(x_in, rev)
         out, log_det = actnorm_map(x_in, self.log_scale, self.loc, self.n_pix, rev)
         return (out,), log_det
 
