@@ -31,6 +31,7 @@ __all__ = [
     "check_tensor",
     "condition_list",
     "frozen_parameter",
+    "is_compiling",
     "is_int",
     "is_tracing",
     "module_reference",
@@ -96,10 +97,13 @@ def is_tracing() -> bool:
 
     Value-dependent diagnostics (checks that read tensor values) are skipped then.
     """
-    if torch.jit.is_tracing():
-        return True
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling()) if is_compiling is not None else False
+    return torch.jit.is_tracing() or is_compiling()
+
+
+def is_compiling() -> bool:
+    """Whether dynamo (``torch.compile``, ``torch.export``) is tracing this call."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(compiling()) if compiling is not None else False
 
 
 # --- build-time shape checks --------------------------------------------------------------------

@@ -24,6 +24,7 @@ from ._common import (
     vector_size,
     zero_log_det,
 )
+from ._permutation import permute_channels
 from .base import InvertibleModule
 
 __all__ = ["Fixed1x1Conv", "FixedLinearTransform", "InvertibleSigmoid", "PermuteRandom"]
@@ -108,7 +109,7 @@ class PermuteRandom(InvertibleModule):
         """Gather the channels by ``perm`` (forward) or ``perm_inv`` (reverse)."""
         index = self.perm_inv if rev else self.perm
         (x_in,) = check_input_tensors("PermuteRandom", x, self.dims_in, index, rev=rev)
-        y = x_in.index_select(1, index)
+        y = permute_channels(x_in, index)
         return [y], zero_log_det(y)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
