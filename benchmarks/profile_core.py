@@ -2,6 +2,7 @@
 
     python benchmarks/profile_core.py [--workloads W1,W3] [--repeats 31] [--threads 1]
                                       [--baseline DIR] [--profile] [--ops train,score,inverse]
+                                      [--compile]
 
 Built for comparing *variants* of the coupling kernels on a noisy shared machine: all
 implementations live in ONE process and are timed alternately (the order reversed on every other
@@ -58,6 +59,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--baseline", default=None, help="folder holding invertible_base/")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--no-freia", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="time torch.compile'd flows (default options) instead of eager ones")
     return p.parse_args(list(argv))
 
 
@@ -73,22 +76,27 @@ def packages(args: argparse.Namespace) -> Dict[str, Tuple[Any, Any]]:
                    importlib.import_module(f"{root}.modules")) for name, root in roots}
 
 
-def build(name: str, pkgs: Dict[str, Tuple[Any, Any]], batch: Optional[int]) -> Impls:
-    """Every implementation's ops for one workload, FrEIA's weights loaded into the others."""
+def build(name: str, pkgs: Dict[str, Tuple[Any, Any]], batch: Optional[int],
+          use_compile: bool = False) -> Impls:
+    """Every implementation's ops for one workload, FrEIA's weights loaded into the others;
+    with ``use_compile`` each flow is wrapped in ``torch.compile`` (the floor stays eager)."""
     import torch
     from measure import floor_ops, flow_ops, record_calls
+    from run import prepare_dynamo
     from workloads import WORKLOADS, build_flows, make_data
 
     wl = WORKLOADS[name]
     data = make_data(wl, batch or wl.batch, torch.device("cpu"))
     impls: Impls = {}
     built: Dict[str, Any] = {}
+    if use_compile:
+        prepare_dynamo(torch)
     for pkg, (Ff, Fm) in pkgs.items():
         flows, subnets = build_flows(wl, Ff, Fm)
         if "freia" in built:
             flows.load_state_dict(built["freia"][0].state_dict())
         built[pkg] = (flows, subnets)
-        impls[pkg] = flow_ops(flows, data)
+        impls[pkg] = flow_ops(flows, data, compile_fn=torch.compile if use_compile else None)
     flows, subnets = built["invertible"]
     fwd = record_calls(flows, subnets, data, rev=False)
     inv = record_calls(flows, subnets, data, rev=True)
@@ -177,7 +185,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock, "
           f"load {os.getloadavg()}")
     for name in args.workloads.split(","):
-        impls = build(name, pkgs, None)
+        impls = build(name, pkgs, None, args.compile)
         report(name, time_all(impls, ops, args.repeats, args.target, args.clock), ops)
         if args.profile:
             profile(name, impls)

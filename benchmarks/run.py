@@ -100,6 +100,22 @@ def transfer(source: Any, target: Any) -> str:
         return f"same seeds only ({describe(exc)})"
 
 
+#: Dynamo's per-function recompile limit while benchmarking. Every flow of a workload and every
+#: op (grad / no_grad / rev) is a separate compiled variant of the same ``forward``; with torch's
+#: default (8) FastFlow's 3 flows x 3 ops silently fall back to eager after the eighth.
+RECOMPILE_LIMIT = 64
+
+
+def prepare_dynamo(torch: ModuleType) -> None:
+    """Forget earlier workloads' compiled code and lift the recompile limit (see above)."""
+    torch._dynamo.reset()
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
+                 "accumulated_cache_size_limit"):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+
+
 def build_impls(wl: Any, pkgs: Dict[str, Tuple[ModuleType, ModuleType]], data: Any, device: Any,
                 use_compile: bool) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, str], str]:
     """The operations of each implementation, build errors, and how weights were shared."""
@@ -126,6 +142,8 @@ def build_impls(wl: Any, pkgs: Dict[str, Tuple[ModuleType, ModuleType]], data: A
         fwd = record_calls(ref[0], ref[1], data, rev=False)
         inv = record_calls(ref[0], ref[1], data, rev=True)
         impls["floor"] = floor_ops(ref[1], fwd, inv, device)
+    if use_compile:
+        prepare_dynamo(torch)
     for name in list(built) if use_compile else []:
         try:
             impls[name + "+compile"] = flow_ops(copy.deepcopy(built[name][0]), data,

@@ -47,8 +47,9 @@ def permute_channels(x: Tensor, index: Tensor) -> Tensor:
     ``(B, C) x (C, C)`` product is one BLAS call (W1 scoring, 8 blocks, d=64, batch 1024:
     5.55 -> 4.7 ms). Exact for finite values (each output is ``1 * x_j`` plus zeros).
     """
-    if x.dim() == 2 and is_compiling():
-        return F.linear(x, F.one_hot(index, x.shape[1]).to(x.dtype))
+    if x.dim() == 2 and is_compiling():  # no F.one_hot: its bounds check runs on every call
+        columns = torch.arange(x.shape[1], device=index.device)
+        return F.linear(x, (index.unsqueeze(1) == columns).to(x.dtype))
     return x.index_select(1, index)
 
 
