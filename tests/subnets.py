@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = ["conv1x1_subnet", "conv_subnet", "dense_subnet"]
 
@@ -24,3 +24,14 @@ def conv_subnet(c_in: int, c_out: int) -> nn.Module:
 def conv1x1_subnet(c_in: int, c_out: int) -> nn.Module:
     """Two 1x1 convolutions: per-pixel MLP, valid for any spatial rank-2 input."""
     return nn.Sequential(nn.Conv2d(c_in, HIDDEN, 1), nn.Tanh(), nn.Conv2d(HIDDEN, c_out, 1))
+
+
+class Float32Subnet(nn.Module):
+    """A float32 MLP that accepts any floating input (casts it), like a mixed-precision model."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.net = dense_subnet(c_in, c_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.float())

@@ -27,7 +27,7 @@ from invertible.modules._permutation import (
     permute_channels,
 )
 from invertible.modules.all_in_one_block import AllInOneBlock, softplus_scale
-from subnets import conv_subnet, dense_subnet
+from subnets import Float32Subnet, conv_subnet, dense_subnet
 
 X = torch.tensor([[0.5, -1.0, 2.0, 0.25, -0.75], [1.5, 0.3, -0.2, -1.1, 0.9]], dtype=torch.float64)
 C = torch.tensor([[0.2, -0.4], [1.0, 0.5]], dtype=torch.float64)
@@ -656,15 +656,6 @@ def test_fused_only_from_the_size_threshold() -> None:
 
 
 
-class Float32Subnet(nn.Module):
-    """A float32 MLP that accepts any floating input (casts it), like a mixed-precision model."""
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__()
-        self.net = dense_subnet(c_in, c_out)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.float())
 
 def test_fused_and_plain_paths_agree_on_dtypes(monkeypatch: pytest.MonkeyPatch) -> None:
     """bf16 data with float32 parameters under autocast: both paths promote like PyTorch

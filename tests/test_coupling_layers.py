@@ -25,7 +25,7 @@ from invertible.modules.coupling_layers import (
     RNVPCouplingBlock,
     _BaseCouplingBlock,
 )
-from subnets import conv_subnet, dense_subnet
+from subnets import Float32Subnet, conv_subnet, dense_subnet
 
 __all__: List[str] = []
 
@@ -564,15 +564,6 @@ def test_autocast_bf16_nll_close_to_float32(fused: bool,
 
 
 
-class Float32Subnet(nn.Module):
-    """A float32 MLP that accepts any floating input (casts it), like a mixed-precision model."""
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__()
-        self.net = dense_subnet(c_in, c_out)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.float())
 
 @pytest.mark.parametrize("cls", FUSED_CLASSES)
 def test_fused_and_plain_paths_agree_on_dtypes(cls: type,
