@@ -7,6 +7,7 @@ every parameter and buffer equal. A GraphINN is trained the same way.
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Dict, List
@@ -92,6 +93,7 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
             torch.manual_seed(rank)  # deliberately different builds: DDP syncs them
             results[name] = train(build(), rank, steps=4)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        gc.collect()  # free the DDP wrappers before their group (see test_memory_efficient)
     finally:
         dist.destroy_process_group()
 
