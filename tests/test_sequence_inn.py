@@ -89,6 +89,25 @@ def test_wrong_input_shape_is_a_clear_error() -> None:
         inn([torch.randn(2, 4), torch.randn(2, 4)])
 
 
+def test_module_list_changed_directly_is_a_clear_error() -> None:
+    inn = SequenceINN(4)
+    inn.append(Scale2)
+    inn.module_list.append(Scale2([(4,)]))  # bypasses append(): no condition entry
+    with pytest.raises(ValueError, match=r"2 modules but 1 condition entries.*append\(\)"):
+        inn(torch.randn(2, 4))
+
+
+def test_reverse_runs_the_blocks_in_reverse_order() -> None:
+    inn = SequenceINN(4)
+    inn.append(Scale2)
+    inn.append(Halve)
+    x = torch.randn(3, 4)
+    z, log_det = inn(x)
+    assert z.shape == (3, 2, 2)
+    back, back_log_det = inn(z, rev=True)
+    assert torch.allclose(back, x) and torch.allclose(back_log_det, -log_det)
+
+
 def test_tuple_input_and_force_tuple_output() -> None:
     inn = SequenceINN(4, force_tuple_output=True)
     inn.append(Scale2)

@@ -174,14 +174,11 @@ class SequenceINN(InvertibleModule):
         if self._memory_efficient and torch.is_grad_enabled() and len(self.module_list):
             return self._forward_by_inversion(xs, conditions, rev, jac)
         log_det = log_det_accumulator(xs[0])
-        steps = range(len(self.module_list) - 1, -1, -1) if rev else range(len(self.module_list))
-        for i in steps:
-            k = self.conditions[i]
-            out, j = call_module(
-                self.module_list[i], xs, None if k is None else [conditions[k]], rev, jac
-            )
+        chain = zip(self.module_list, self.conditions)  # no ModuleList indexing (~1 µs a call)
+        for module, k in (reversed(list(chain)) if rev else chain):
+            out, j = call_module(module, xs, None if k is None else [conditions[k]], rev, jac)
             xs = _as_tuple(out)
-            j = normalise_log_det(j, xs[0], type(self.module_list[i]).__name__, jac)
+            j = normalise_log_det(j, xs[0], type(module).__name__, jac)
             if j is not None:
                 log_det = log_det + j
         return (xs if self.force_tuple_output else xs[0]), log_det
@@ -215,6 +212,12 @@ class SequenceINN(InvertibleModule):
             raise ValueError(
                 f"SequenceINN expects {'latent' if rev else 'input'} of shape (batch, *{expected}) "
                 f"but got a tensor of shape {tuple(xs[0].shape)}."
+            )
+        if len(self.module_list) != len(self.conditions):
+            raise ValueError(
+                f"SequenceINN holds {len(self.module_list)} modules but {len(self.conditions)} "
+                f"condition entries: module_list was changed directly; add modules with "
+                f"append() and replace them with inn[i] = module."
             )
         needed = [k for k in self.conditions if k is not None]
         if needed and max(needed) >= len(c):

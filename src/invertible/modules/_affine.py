@@ -189,13 +189,13 @@ def affine(x: Tensor, s: Tensor, t: Tensor, rev: bool = False,
     r"""Element-wise affine map and its per-sample log-det.
 
     Forward: :math:`y = x \odot e^{s} + t`, :math:`\log|\det J| = \sum s`.
-    Inverse (``rev=True``, ``x`` is then the output ``y``): :math:`x = (y - t) \odot e^{-s}`,
+    Inverse (``rev=True``, ``x`` is then the output ``y``): :math:`x = (y - t) / e^{s}`,
     log-det :math:`-\sum s`. Sums run over all non-batch dims, giving ``(B,)`` in
     ``log_det_dtype`` (default: the output's dtype), accumulated in float32 at least (see
     :func:`logdet_sum`).
     """
     if rev:
-        y = (x - t) * torch.exp(-s)
+        y = (x - t) / torch.exp(s)  # one op fewer than (x - t) * exp(-s)
         return y, -logdet_sum(s, log_det_dtype or y.dtype)
     y = torch.addcmul(t, x, torch.exp(s))
     return y, logdet_sum(s, log_det_dtype or y.dtype)
@@ -210,10 +210,10 @@ def additive(x: Tensor, t: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
 def split_scale_shift(a: Tensor, n: int) -> Tuple[Tensor, Tensor]:
     """Split a subnet output into the raw log-scale (first ``n`` channels) and the shift.
 
-    One ``torch.split`` (one autograd node whose backward is a cat) rather than two slices
+    One ``split_with_sizes`` (one autograd node whose backward is a cat) rather than two slices
     (whose backward zero-fills two full-size gradients and adds them).
     """
-    s_raw, t = torch.split(a, [n, a.shape[1] - n], dim=1)
+    s_raw, t = a.split_with_sizes([n, a.shape[1] - n], 1)
     return s_raw, t
 
 

@@ -13,7 +13,6 @@ from .._errors import InvertibleRuntimeError
 from . import _fused
 from ._affine import (
     acc_dtype,
-    affine,
     legacy_soft_clamp,
     resolve_global_affine,
     soft_clamp,
@@ -47,6 +46,11 @@ from ._permutation import (
 from .base import InvertibleModule
 
 __all__ = ["AllInOneBlock", "softplus_scale"]
+
+
+def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` in ``dtype``, without a call when it already is."""
+    return t if t.dtype == dtype else t.to(dtype)
 
 #: Above this many channels, drawing a soft permutation is slow and a warning suggests hard ones.
 SOFT_PERMUTATION_WARN_CHANNELS = 512
@@ -248,14 +252,19 @@ class AllInOneBlock(InvertibleModule):
 
     def _log_scale(self, scale: Tensor) -> Tensor:
         """``n_pix Σ_c ln Ψ_c``, summed in at least float32."""
-        return self.n_pixels * torch.log(scale).sum(dtype=acc_dtype(scale.dtype))
+        log_scale = torch.log(scale).sum(dtype=acc_dtype(scale.dtype))
+        return log_scale if self.n_pixels == 1 else log_scale * self.n_pixels
+
+    def _alpha(self) -> float:
+        """``α`` of ``s = κ tanh(α r_s)``: ``0.1/κ``, legacy ``0.1`` (see ``legacy_clamp``)."""
+        return 0.1 if self.clamp_function is legacy_soft_clamp else 0.1 / self.clamp
 
     def _affine_coefficients(self, x1: Tensor, c: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
         """``s = κ tanh(α r_s)`` (centred if GIN) and ``t = 0.1 r_t`` from ``r = subnet([x1, c])``:
         ``clamp_function(0.1 r_s, κ)`` with ``α = 0.1/κ`` (legacy ``0.1``) folded in."""
         n = self.splits[1]
-        s_raw, t_raw = torch.split(self._subnet_output(x1, c), [n, n], dim=1)
-        s = torch.tanh(s_raw * self._coefficients().alpha) * self.clamp
+        s_raw, t_raw = self._subnet_output(x1, c).split_with_sizes([n, n], 1)
+        s = torch.tanh(s_raw * self._alpha()) * self.clamp
         if self.GIN:
             s = s - s.mean(dim=self.sum_dims, keepdim=True)
         return s, t_raw * 0.1
@@ -274,8 +283,9 @@ class AllInOneBlock(InvertibleModule):
         inputs/conditions, wrong condition shapes or devices, and ``TypeError`` for a dtype
         other than the parameters' outside ``torch.autocast``.
         """
-        data = self._checked_input(x)
-        conds = self._checked_conditions(c)
+        ref = self.global_scale
+        data = self._checked_input(x, ref)
+        conds = self._checked_conditions(c, ref)
         w, w_inv = self._permutation_weights()
         if rev:
             return self._reverse(data, conds, w, w_inv)
@@ -292,8 +302,7 @@ class AllInOneBlock(InvertibleModule):
 
     def _coefficients(self) -> Coefficients:
         """``s = κ tanh(α r_s)`` with ``α = 0.1/κ`` (legacy: ``0.1``), ``t = 0.1 r_t``."""
-        alpha = 0.1 if self.legacy_clamp else 0.1 / self.clamp
-        return Coefficients(TANH_KIND, alpha, self.clamp, 0.1, self.splits[1])
+        return Coefficients(TANH_KIND, self._alpha(), self.clamp, 0.1, self.splits[1])
 
     def _subnet_output(self, x1: Tensor, c: Sequence[Tensor]) -> Tensor:
         """``subnet([x1, c])``; ``ValueError`` unless it has ``2 C2`` channels."""
@@ -311,7 +320,7 @@ class AllInOneBlock(InvertibleModule):
         """The forward map of spec §6.2.2, fused into one autograd node where possible."""
         if self.reverse_pre_permute:
             x = self.permute_function(x, w_inv)
-        x1, x2 = torch.split(x, self.splits, dim=1)
+        x1, x2 = x.split_with_sizes(self.splits, 1)
         if not self._fused(x):
             return self._plain_forward(x1, x2, c, w)
         r = self._subnet_output(x1, c)
@@ -326,15 +335,15 @@ class AllInOneBlock(InvertibleModule):
     def _plain_forward(
         self, x1: Tensor, x2: Tensor, c: Sequence[Tensor], w: Tensor
     ) -> Tuple[Tuple[Tensor], Tensor]:
-        """The forward map in plain autograd ops (GIN mode, tracing)."""
+        """The forward map in plain autograd ops (GIN mode, small inputs, tracing)."""
         s, t = self._affine_coefficients(x1, c)
-        offset = self.global_offset
-        out_dtype = torch.promote_types(torch.promote_types(x2.dtype, s.dtype), offset.dtype)
-        y2, log_det = affine(x2, s, t, log_det_dtype=acc_dtype(out_dtype))
-        u = torch.cat([x1, y2], dim=1)
+        u = torch.cat([x1, torch.addcmul(t, x2, torch.exp(s))], dim=1)
+        log_det = s.sum(dim=self.sum_dims, dtype=acc_dtype(s.dtype))
         scale, log_scale = self._global_affine()
+        offset = self.global_offset
         v = u + offset if scale is None else torch.addcmul(offset, u, scale)
-        return (self.permute_function(v, w),), (log_det + log_scale).to(out_dtype)
+        log_det = log_det + log_scale
+        return (self.permute_function(v, w),), _cast(log_det, v.dtype)
 
     def _reverse(
         self, y: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
@@ -360,25 +369,24 @@ class AllInOneBlock(InvertibleModule):
         u = self.permute_function(y, w_inv) - self.global_offset
         if scale is not None:
             u = u / scale
-        x1, y2 = torch.split(u, self.splits, dim=1)
+        x1, y2 = u.split_with_sizes(self.splits, 1)
         s, t = self._affine_coefficients(x1, c)
-        x2, log_det = affine(y2, s, t, rev=True, log_det_dtype=acc_dtype(u.dtype))
-        x = torch.cat([x1, x2], dim=1)
+        x = torch.cat([x1, (y2 - t) / torch.exp(s)], dim=1)
+        log_det = s.sum(dim=self.sum_dims, dtype=acc_dtype(s.dtype)).neg_() - log_scale
         if self.reverse_pre_permute:
             x = self.permute_function(x, w)
-        return (x,), (log_det - log_scale).to(x.dtype)
+        return (x,), _cast(log_det, x.dtype)
 
-    def _checked_input(self, x: Sequence[Tensor]) -> Tensor:
-        """The single input tensor: floating, on the parameters' device and (outside autocast)
-        of their dtype; ``RuntimeError`` (FrEIA's type, also a ``ValueError``) if its shape is
-        wrong."""
+    def _checked_input(self, x: Sequence[Tensor], ref: Tensor) -> Tensor:
+        """The single input tensor: floating, on ``ref``'s device and (outside autocast) of its
+        dtype; ``RuntimeError`` (FrEIA's type, also a ``ValueError``) if its shape is wrong."""
         if isinstance(x, Tensor) or len(x) != 1:
             got = "a bare Tensor" if isinstance(x, Tensor) else f"{len(x)} tensors"
             raise ValueError(
                 f"AllInOneBlock takes a list or tuple with exactly 1 input tensor, e.g. [x]; "
                 f"got {got}."
             )
-        check_tensor("AllInOneBlock", "input", x[0], None, self.global_scale)
+        check_tensor("AllInOneBlock", "input", x[0], None, ref)
         shape = tuple(x[0].shape[1:])
         if shape != self.dims_in[0]:
             raise InvertibleRuntimeError(
@@ -386,9 +394,10 @@ class AllInOneBlock(InvertibleModule):
             )
         return x[0]
 
-    def _checked_conditions(self, c: Optional[Sequence[Tensor]]) -> Sequence[Tensor]:
+    def _checked_conditions(self, c: Optional[Sequence[Tensor]], ref: Tensor
+                            ) -> Sequence[Tensor]:
         """The condition tensors, one per ``dims_c`` entry with that shape, else ``ValueError``
-        (``TypeError`` for a dtype other than the parameters')."""
+        (``TypeError`` for a dtype other than ``ref``'s, the parameters')."""
         conds = () if c is None else c
         if isinstance(conds, Tensor) or len(conds) != len(self.dims_c):
             got = "a bare Tensor" if isinstance(conds, Tensor) else f"{len(conds)}"
@@ -397,7 +406,7 @@ class AllInOneBlock(InvertibleModule):
                 f"tuple (dims_c={self.dims_c}); got {got}."
             )
         for k, (cond, expected) in enumerate(zip(conds, self.dims_c)):
-            check_tensor("AllInOneBlock", f"condition {k}", cond, None, self.global_scale)
+            check_tensor("AllInOneBlock", f"condition {k}", cond, None, ref)
             if tuple(cond.shape[1:]) != expected:
                 raise ValueError(
                     f"AllInOneBlock: condition {k} must have shape {expected} (batch excluded), "

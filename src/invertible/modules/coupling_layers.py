@@ -135,7 +135,7 @@ class _BaseCouplingBlock(InvertibleModule):
 
     def _couple(self, x_in: Tensor, cs: List[Tensor], rev: bool) -> Tuple[Tuple[Tensor], Tensor]:
         """Both coupling steps on the checked input ``x_in`` and conditions ``cs``."""
-        x1, x2 = torch.split(x_in, [self.split_len1, self.split_len2], dim=1)
+        x1, x2 = x_in.split_with_sizes([self.split_len1, self.split_len2], 1)
         if not rev:
             y1, j1 = self._coupling1(x1, cat_conditions(x2, cs))
             y2, j2 = self._coupling2(x2, cat_conditions(y1, cs))
@@ -345,7 +345,7 @@ class GLOWCouplingBlock(_GlowLayoutCoupling):
         if kind is None:
             return super()._couple(x_in, cs, rev)
         l1, l2 = self.split_len1, self.split_len2
-        x1, x2 = torch.split(x_in, [l1, l2], dim=1)
+        x1, x2 = x_in.split_with_sizes([l1, l2], 1)
         out, log_det = glow_couple(
             x1, x2, partial(self._subnet_on, "subnet1", cs, l2),
             partial(self._subnet_on, "subnet2", cs, l1), kind, self.clamp, rev,
@@ -395,7 +395,7 @@ class AffineCouplingOneSided(_AffineCoupling):
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """Transform half 2 given ``[x1, c]`` (inverse when ``rev``); log-det always computed."""
         x_in, cs = self._checked_inputs(x, c)
-        x1, x2 = torch.split(x_in, [self.split_len1, self.split_len2], dim=1)
+        x1, x2 = x_in.split_with_sizes([self.split_len1, self.split_len2], 1)
         kind = self._fused_kind(x_in, rev)
         if kind is None:
             s, t = self._scale_shift("subnet", cat_conditions(x1, cs), self.split_len2)
