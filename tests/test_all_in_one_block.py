@@ -468,16 +468,23 @@ def test_legacy_clamp_switch_selects_pypi_formula() -> None:
 
 
 # ---------------------------------------------------------------- fused kernels (issue 6)
-# From ``_fused.ALL_IN_ONE_MIN_ELEMENTS`` input elements on, the eager path runs coupling,
+# From ``_fused.ALL_IN_ONE_MIN_ELEMENTS`` input elements on (the inverse:
+# ``ALL_IN_ONE_INVERSE_MIN_ELEMENTS``), the eager path runs coupling,
 # global affine map and hard permutation as one autograd node (``_fused.AllInOneCore``) and the
 # no-grad directions in place; GIN mode, tracing, small inputs, ``fused_kernels = False`` and the
 # inverse with gradients take plain autograd ops. Both must give the same numbers.
 
 
+def fuse_from(monkeypatch: pytest.MonkeyPatch, elements: int) -> None:
+    """Calls take the fused kernels from ``elements`` input elements on, in both directions."""
+    monkeypatch.setattr(_fused, "ALL_IN_ONE_MIN_ELEMENTS", elements)
+    monkeypatch.setattr(_fused, "ALL_IN_ONE_INVERSE_MIN_ELEMENTS", elements)
+
+
 @pytest.fixture
 def always_fused(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every call (of any size) takes the fused kernels."""
-    monkeypatch.setattr(_fused, "ALL_IN_ONE_MIN_ELEMENTS", 0)
+    fuse_from(monkeypatch, 0)
 
 FUSED_CONFIGS = [
     ((6,), {}, False),
@@ -623,7 +630,7 @@ def test_bf16_subnet_output_log_det_is_summed_in_float32() -> None:
 def test_autocast_bf16_nll_close_to_float32(fused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """NLL of a bf16-autocast forward vs float32: |ΔNLL| / |NLL| <= 1e-4 (measured 0.5e-6 to
     4e-6 over seeds 0-4 with this 3-block flow); the log-det stays float32."""
-    monkeypatch.setattr(_fused, "ALL_IN_ONE_MIN_ELEMENTS", 0 if fused else 10**12)
+    fuse_from(monkeypatch, 0 if fused else 10**12)
     torch.manual_seed(0)
     blocks = [AllInOneBlock([(64,)], subnet_constructor=dense_subnet) for _ in range(3)]
     x = torch.randn(256, 64)
@@ -655,6 +662,26 @@ def test_fused_only_from_the_size_threshold() -> None:
     assert type(gin([large])[0][0].grad_fn).__name__ == "IndexSelectBackward0"
 
 
+def test_no_grad_inverse_takes_its_own_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The no-grad inverse goes in place from ``ALL_IN_ONE_INVERSE_MIN_ELEMENTS`` on."""
+    torch.manual_seed(0)
+    block = AllInOneBlock([(8,)], subnet_constructor=dense_subnet)
+    y = torch.randn(_fused.ALL_IN_ONE_INVERSE_MIN_ELEMENTS // 8, 8)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return _fused.affine_half_inverse(*args, **kwargs)
+
+    monkeypatch.setattr(aio_module, "affine_half_inverse", counted)
+    with torch.no_grad():
+        (x,), _ = block([y], rev=True)
+        assert len(calls) == 1
+        block([y[:4]], rev=True)
+        assert len(calls) == 1  # small: plain ops
+        torch.testing.assert_close(block([x])[0][0], y, rtol=1e-5, atol=1e-5)
+
+
 
 
 def test_fused_and_plain_paths_agree_on_dtypes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -665,7 +692,7 @@ def test_fused_and_plain_paths_agree_on_dtypes(monkeypatch: pytest.MonkeyPatch) 
     x = torch.randn(4, 8, dtype=torch.bfloat16)
     dtypes = []
     for threshold in (0, 10**12):
-        monkeypatch.setattr(_fused, "ALL_IN_ONE_MIN_ELEMENTS", threshold)
+        fuse_from(monkeypatch, threshold)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             (y,), ld = block([x.float().requires_grad_()])
             with torch.no_grad():
@@ -681,7 +708,7 @@ def test_other_dtype_than_the_parameters_is_rejected_outside_autocast(
     threshold: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As nn.Linear: bf16 data to float32 parameters is a TypeError on both paths (no autocast)."""
-    monkeypatch.setattr(_fused, "ALL_IN_ONE_MIN_ELEMENTS", threshold)
+    fuse_from(monkeypatch, threshold)
     block = AllInOneBlock([(8,)], [(2,)], subnet_constructor=Float32Subnet)
     x, c = torch.randn(4, 8), torch.randn(4, 2)
     with pytest.raises(TypeError, match=r"AllInOneBlock: input has dtype torch.bfloat16.*float32"):

@@ -30,6 +30,7 @@ from ._affine import ClampActivation, acc_dtype, atan_clamp, sigmoid_clamp, tanh
 from ._common import is_tracing
 
 __all__ = [
+    "ALL_IN_ONE_INVERSE_MIN_ELEMENTS",
     "ALL_IN_ONE_MIN_ELEMENTS",
     "ATAN_KIND",
     "FUSED_CLAMPS",
@@ -53,11 +54,14 @@ Grads = Tuple[Optional[Tensor], ...]
 
 #: A Python Function's forward and backward are Python calls, a fixed cost per call that
 #: autograd's C++ nodes do not pay; the fused kernels win only from some tensor size on. Measured
-#: (eager, 1 thread, paired A/B against plain autograd ops): couplings, per transformed half,
-#: 32K elements -2.5 %, 256K +5 %; AllInOneBlock, whole input, 4K-16K -3 % (CFlow decoders),
-#: 64K +3 to 6 % (W1), 512K +5 % (W2). Thresholds in elements:
+#: (eager, 1 thread, paired A/B against plain autograd ops; + means fused is faster): couplings,
+#: per transformed half, 32K elements -2.5 %, 256K +5 %. AllInOneBlock (whole input; train /
+#: no-grad forward / inverse), after its plain path was slimmed: 16K (CFlow decoders) -6 / -10 /
+#: -1 %, 64K (W1) -1 / -4 / +4 %, 128K +3 / -1 / +6 %, 256K +4 / +4 / +7 %, 512K (W2)
+#: +4 / +3 / +8 %. Thresholds in elements (the AllInOneBlock inverse has its own):
 FUSED_MIN_ELEMENTS = 65536
-ALL_IN_ONE_MIN_ELEMENTS = 32768
+ALL_IN_ONE_MIN_ELEMENTS = 131072
+ALL_IN_ONE_INVERSE_MIN_ELEMENTS = 32768
 
 
 # --- clamp activations: f(z) and the gradient through f ------------------------------------------

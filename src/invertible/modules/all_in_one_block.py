@@ -291,13 +291,16 @@ class AllInOneBlock(InvertibleModule):
             return self._reverse(data, conds, w, w_inv)
         return self._forward(data, conds, w, w_inv)
 
-    def _fused(self, x: Tensor) -> bool:
+    def _fused(self, x: Tensor, rev: bool = False) -> bool:
         """Whether this call on ``x`` takes the eager fused kernels of ``_fused.py``: not in GIN
         mode (centred log-scale), not while ``torch.jit.trace``, ``torch.compile`` or
         ``torch.export`` trace the call (plain ops give them a graph they can fuse and export),
-        and only from ``ALL_IN_ONE_MIN_ELEMENTS`` elements on (below, plain ops are faster)."""
+        and only from ``ALL_IN_ONE_MIN_ELEMENTS`` (inverse: ``ALL_IN_ONE_INVERSE_MIN_ELEMENTS``)
+        elements on (below, plain ops are faster)."""
         if not self.fused_kernels or self.GIN or self.splits[1] == 0 or is_tracing():
             return False
+        if rev:
+            return x.numel() >= _fused.ALL_IN_ONE_INVERSE_MIN_ELEMENTS
         return x.numel() >= _fused.ALL_IN_ONE_MIN_ELEMENTS
 
     def _coefficients(self) -> Coefficients:
@@ -349,7 +352,7 @@ class AllInOneBlock(InvertibleModule):
         self, y: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """The inverse map of spec §6.2.3; without autograd, in few in-place ops."""
-        if torch.is_grad_enabled() or not self._fused(y):
+        if torch.is_grad_enabled() or not self._fused(y, rev=True):
             return self._plain_reverse(y, c, w, w_inv)
         scale = self.global_scale_activation(self.global_scale)
         u = torch.sub(self.permute_function(y, w_inv), self.global_offset).div_(scale)
