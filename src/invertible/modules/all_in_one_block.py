@@ -52,6 +52,7 @@ def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
     """``t`` in ``dtype``, without a call when it already is."""
     return t if t.dtype == dtype else t.to(dtype)
 
+
 #: Above this many channels, drawing a soft permutation is slow and a warning suggests hard ones.
 SOFT_PERMUTATION_WARN_CHANNELS = 512
 
