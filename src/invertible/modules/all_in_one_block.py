@@ -48,11 +48,6 @@ from .base import InvertibleModule
 __all__ = ["AllInOneBlock", "softplus_scale"]
 
 
-def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
-    """``t`` in ``dtype``, without a call when it already is."""
-    return t if t.dtype == dtype else t.to(dtype)
-
-
 #: Above this many channels, drawing a soft permutation is slow and a warning suggests hard ones.
 SOFT_PERMUTATION_WARN_CHANNELS = 512
 
@@ -347,7 +342,7 @@ class AllInOneBlock(InvertibleModule):
         offset = self.global_offset
         v = u + offset if scale is None else torch.addcmul(offset, u, scale)
         log_det = log_det + log_scale
-        return (self.permute_function(v, w),), _cast(log_det, v.dtype)
+        return (self.permute_function(v, w),), log_det.to(v.dtype)
 
     def _reverse(
         self, y: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
@@ -379,7 +374,7 @@ class AllInOneBlock(InvertibleModule):
         log_det = s.sum(dim=self.sum_dims, dtype=acc_dtype(s.dtype)).neg_() - log_scale
         if self.reverse_pre_permute:
             x = self.permute_function(x, w)
-        return (x,), _cast(log_det, x.dtype)
+        return (x,), log_det.to(x.dtype)
 
     def _checked_input(self, x: Sequence[Tensor], ref: Tensor) -> Tensor:
         """The single input tensor: floating, on ``ref``'s device and (outside autocast) of its
