@@ -1,29 +1,20 @@
-"""Picklable subnet constructors shared by the test cases (module-level, no lambdas)."""
+"""Picklable subnet constructors (module-level, no lambdas) and helpers shared by the tests.
+
+The dense, 3x3 and 1x1 constructors are the ones ``invertible check --subnet`` uses: small,
+tanh, randomly initialised (so every parameter gets a gradient).
+"""
 
 from __future__ import annotations
 
+from typing import List
+
+import torch
 from torch import Tensor, nn
 
-__all__ = ["conv1x1_subnet", "conv_subnet", "dense_subnet"]
+from invertible.cli._subnets import HIDDEN, conv1x1_subnet, conv_subnet, dense_subnet
 
-HIDDEN = 16
-
-
-def dense_subnet(c_in: int, c_out: int) -> nn.Module:
-    """A two-layer tanh MLP, randomly initialised (so every parameter gets a gradient)."""
-    return nn.Sequential(nn.Linear(c_in, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, c_out))
-
-
-def conv_subnet(c_in: int, c_out: int) -> nn.Module:
-    """Two padded 3x3 convolutions with a tanh between them."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, HIDDEN, 3, padding=1), nn.Tanh(), nn.Conv2d(HIDDEN, c_out, 3, padding=1)
-    )
-
-
-def conv1x1_subnet(c_in: int, c_out: int) -> nn.Module:
-    """Two 1x1 convolutions: per-pixel MLP, valid for any spatial rank-2 input."""
-    return nn.Sequential(nn.Conv2d(c_in, HIDDEN, 1), nn.Tanh(), nn.Conv2d(HIDDEN, c_out, 1))
+__all__ = ["HIDDEN", "Float32Subnet", "conv1x1_subnet", "conv_subnet", "dense_subnet",
+           "forward_inverse_and_gradients"]
 
 
 class Float32Subnet(nn.Module):
@@ -35,3 +26,18 @@ class Float32Subnet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.float())
+
+
+def forward_inverse_and_gradients(block: nn.Module, x: Tensor, c: List[Tensor]) -> List[Tensor]:
+    """Outputs, log-dets and gradients of a training forward; no-grad forward and inverse.
+
+    The log-det's upstream gradient assumes a batch of 3.
+    """
+    (y,), ld = block([x], c)
+    gy = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
+    trainable = [p for p in block.parameters() if p.requires_grad]
+    grads = torch.autograd.grad([y, ld], [x, *c, *trainable], [gy, torch.linspace(1, -2, 3)])
+    with torch.no_grad():
+        (y0,), ld0 = block([x], c)
+        (x_back,), ld_back = block([y0], c, rev=True)
+    return [y, ld, *grads, y0, ld0, x_back, ld_back]

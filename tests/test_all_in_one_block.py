@@ -27,7 +27,7 @@ from invertible.modules._permutation import (
     permute_channels,
 )
 from invertible.modules.all_in_one_block import AllInOneBlock, softplus_scale
-from subnets import Float32Subnet, conv_subnet, dense_subnet
+from subnets import Float32Subnet, conv_subnet, dense_subnet, forward_inverse_and_gradients
 
 X = torch.tensor([[0.5, -1.0, 2.0, 0.25, -0.75], [1.5, 0.3, -0.2, -1.1, 0.9]], dtype=torch.float64)
 C = torch.tensor([[0.2, -0.4], [1.0, 0.5]], dtype=torch.float64)
@@ -509,18 +509,6 @@ def fused_block(dims: Tuple[int, ...], kwargs: Dict, cond: bool) -> AllInOneBloc
     return block
 
 
-def all_directions(block: AllInOneBlock, x: Tensor, c: List[Tensor]) -> List[Tensor]:
-    """Outputs, log-dets and gradients of a training forward; no-grad forward and inverse."""
-    (y,), ld = block([x], c)
-    gy = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
-    trainable = [p for p in block.parameters() if p.requires_grad]
-    grads = torch.autograd.grad([y, ld], [x, *c, *trainable], [gy, torch.linspace(1, -2, 3)])
-    with torch.no_grad():
-        (y0,), ld0 = block([x], c)
-        (x_back,), ld_back = block([y0], c, rev=True)
-    return [y, ld, *grads, y0, ld0, x_back, ld_back]
-
-
 @pytest.mark.usefixtures("always_fused")
 @pytest.mark.parametrize(("dims", "kwargs", "cond"), FUSED_CONFIGS)
 def test_fused_kernels_equal_plain_autograd(dims: Tuple[int, ...], kwargs: Dict,
@@ -528,11 +516,11 @@ def test_fused_kernels_equal_plain_autograd(dims: Tuple[int, ...], kwargs: Dict,
     block = fused_block(dims, kwargs, cond)
     x = torch.randn(3, *dims, dtype=torch.float64, requires_grad=True)
     c = [torch.randn(3, 2, *dims[1:], dtype=torch.float64, requires_grad=True)] if cond else []
-    fused = all_directions(block, x, c)
+    fused = forward_inverse_and_gradients(block, x, c)
     assert type(fused[0].grad_fn).__name__ in ("AllInOneCoreBackward", "MmBackward0",
                                                 "ConvolutionBackward0")
     block.fused_kernels = False
-    plain = all_directions(block, x, c)
+    plain = forward_inverse_and_gradients(block, x, c)
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(fused[-2], x.detach(), rtol=1e-5 if kwargs else 1e-12, atol=1e-5)

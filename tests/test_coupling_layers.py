@@ -25,7 +25,7 @@ from invertible.modules.coupling_layers import (
     RNVPCouplingBlock,
     _BaseCouplingBlock,
 )
-from subnets import Float32Subnet, conv_subnet, dense_subnet
+from subnets import Float32Subnet, conv_subnet, dense_subnet, forward_inverse_and_gradients
 
 __all__: List[str] = []
 
@@ -438,18 +438,6 @@ class PixelMLP(nn.Module):
         return self.net(x.movedim(1, -1)).movedim(-1, 1)
 
 
-def coupling_directions(block: nn.Module, x: Tensor, c: List[Tensor]) -> List[Tensor]:
-    """Outputs, log-dets and gradients of a training forward; no-grad forward and inverse."""
-    (y,), ld = block([x], c)
-    gy = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
-    trainable = [p for p in block.parameters() if p.requires_grad]
-    grads = torch.autograd.grad([y, ld], [x, *c, *trainable], [gy, torch.linspace(1, -2, 3)])
-    with torch.no_grad():
-        (y0,), ld0 = block([x], c)
-        (x_back,), ld_back = block([y0], c, rev=True)
-    return [y, ld, *grads, y0, ld0, x_back, ld_back]
-
-
 @pytest.mark.parametrize("cls", FUSED_CLASSES)
 @pytest.mark.parametrize("activation", ["ATAN", "TANH", "SIGMOID"])
 @pytest.mark.parametrize(("dims", "split_len"), [((7,), 0.5), ((7,), 2), ((5, 3, 2), 0.5)])
@@ -465,10 +453,10 @@ def test_fused_kernels_equal_plain_autograd(cls: type, activation: str, dims: Tu
     x = torch.randn(3, *dims, dtype=torch.float64, requires_grad=True)
     c = [torch.randn(3, *dims_c[0], dtype=torch.float64, requires_grad=True)] if cond else []
     always_fused(monkeypatch)
-    fused = coupling_directions(block, x, c)
+    fused = forward_inverse_and_gradients(block, x, c)
     assert type(fused[0].grad_fn).__name__ in ("AffineHalfBackward", "CatBackward0")
     always_fused(monkeypatch, on=False)
-    plain = coupling_directions(block, x, c)
+    plain = forward_inverse_and_gradients(block, x, c)
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(fused[-2], x.detach(), rtol=1e-12, atol=1e-12)
