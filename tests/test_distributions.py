@@ -1,4 +1,4 @@
-"""Tests of `invertible.distributions` (spec §7, D24, Appendix E): change of variables by hand."""
+"""Tests of `invertible.distributions`: change of variables by hand, and FrEIA's own scenario."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ class ScaleShift(InvertibleModule):
     """A tiny user module: forward ``x = a * z + b`` element-wise, log-det ``sum ln|a|``.
 
     With ``none_without_jac`` it returns ``None`` as log-det when ``jac=False`` (as FrEIA's
-    InvAutoAct does), so a density computed with ``jac=False`` would be wrong (D24).
+    InvAutoAct does), so a density computed with ``jac=False`` would be wrong: the distributions
+    must always ask for the log-det.
     """
 
     def __init__(self, dims_in: Any, dims_c: Any = None, a: Sequence[float] = (2.0, -0.5),
@@ -111,6 +112,8 @@ def test_standard_normal_dtype_device_and_shape_forms() -> None:
     assert not dist.base_dist._validate_args
     assert StandardNormalDistribution((3, 2)).event_shape == torch.Size([3, 2])
     assert StandardNormalDistribution(torch.Size([5])).event_shape == torch.Size([5])
+    with pytest.raises(TypeError, match="StandardNormalDistribution"):
+        StandardNormalDistribution((3, 2), 4)
 
 
 # --- PushForward / PullBack: change of variables by hand ----------------------------------------
@@ -216,11 +219,11 @@ def test_force_to_moves_base_and_transform() -> None:
     assert dist.log_prob(torch.randn(3, 2, dtype=F64)).dtype == F64
 
 
-# --- Appendix E: FrEIA's distribution scenario -------------------------------------------------
+# --- FrEIA's own distribution scenario: a SequenceINN of one AllInOneBlock on 2-d data -------
 
 
 @pytest.mark.parametrize("kind", [PullBackDistribution, PushForwardDistribution])
-def test_appendix_e_sequence_inn_with_all_in_one_block(kind: type) -> None:
+def test_freia_scenario_sequence_inn_with_all_in_one_block(kind: type) -> None:
     all_in_one = pytest.importorskip("invertible.modules.all_in_one_block")
     torch.manual_seed(0)
     inn = SequenceINN(2)

@@ -164,6 +164,9 @@ def test_dequantize_matches_the_bits_per_dim_convention() -> None:
 def test_count_dims_and_roc_auc() -> None:
     assert metrics.count_dims((3, 32, 32)) == 3072
     assert metrics.count_dims([(2, 4, 4), (8,)]) == 40
+    assert metrics.count_dims([torch.Size([3, 2])]) == 6
+    with pytest.raises(ValueError, match="one shape or a list of shapes"):
+        metrics.count_dims([(2, 4), 8])
     scores = torch.tensor([0.1, 0.4, 0.35, 0.8, 0.4, 0.9])
     labels = torch.tensor([0, 0, 1, 1, 1, 0])
     # 9 (positive, negative) pairs; wins: 0.35 > 0.1; 0.8 > 0.1, 0.4; 0.4 > 0.1 and a tie 0.4 = 0.4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import chain
 from types import TracebackType
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple, Type
 
@@ -175,7 +176,7 @@ class _OutputHook:
             labelled = _tensors(result, "output")
         else:
             outputs, log_det = result
-            labelled = _chain(_tensors(outputs, "output"), _tensors(log_det, "log-det"))
+            labelled = chain(_tensors(outputs, "output"), _tensors(log_det, "log-det"))
         self.guard.report(_first_bad(self.label, _direction(args, kwargs), labelled))
 
 
@@ -188,14 +189,8 @@ class _InputHook:
     def __call__(self, module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
         x = args[0] if args else kwargs.get("x_or_z")
         c = args[1] if len(args) > 1 else kwargs.get("c")
-        labelled = _chain(_tensors(x, "input"), _tensors(c, "condition"))
+        labelled = chain(_tensors(x, "input"), _tensors(c, "condition"))
         self.guard.report(_first_bad(self.label, _direction(args, kwargs), labelled))
-
-
-def _chain(*iterators: Iterator[Tuple[str, Tensor]]) -> Iterator[Tuple[str, Tensor]]:
-    """The items of each iterator in turn."""
-    for it in iterators:
-        yield from it
 
 
 def check_finite(model: nn.Module, raise_error: bool = True) -> FiniteGuard:

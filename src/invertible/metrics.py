@@ -23,7 +23,6 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch import Tensor
 
 __all__ = [
@@ -47,11 +46,17 @@ def count_dims(shapes: Union[Sequence[int], Sequence[Sequence[int]]]) -> int:
     """Scalars per sample: the product of one shape, or the sum of products over a shape list.
 
     Example: ``count_dims((3, 32, 32)) == 3072``, ``count_dims([(2, 4, 4), (8,)]) == 40``.
+
+    Raises:
+        ValueError: ints and shapes mixed in one list.
     """
-    items = list(shapes)
-    if items and all(isinstance(s, (Sequence, torch.Size)) for s in items):
-        return int(sum(math.prod(int(d) for d in s) for s in items))
-    return int(math.prod(int(d) for d in items))
+    nested = [s for s in shapes if isinstance(s, Sequence)]
+    flat = [int(d) for d in shapes if not isinstance(d, Sequence)]
+    if nested and flat:
+        raise ValueError(f"count_dims: expected one shape or a list of shapes, got {shapes!r}.")
+    if nested:
+        return sum(math.prod(int(d) for d in s) for s in nested)
+    return math.prod(flat)
 
 
 def reduce_per_sample(values: Tensor, reduction: str) -> Tensor:
@@ -170,5 +175,7 @@ def roc_auc(scores: Tensor, labels: Tensor) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"roc_auc needs both classes, got {n_pos} positives, {n_neg} negatives.")
+    from scipy.stats import rankdata  # imported here: scipy.stats costs ~1 s at import time
+
     ranks = rankdata(s)
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))

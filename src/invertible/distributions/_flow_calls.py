@@ -10,8 +10,7 @@ from typing import Any, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ..framework._calling import normalise_log_det
-from ..modules._common import sum_nonbatch
+from ..utils import normalise_log_det
 
 __all__ = [
     "Shape",
@@ -37,7 +36,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 def standard_normal_log_prob(z: Tensor) -> Tensor:
     r"""Per-sample :math:`\log\mathcal N(z; 0, I) = -\tfrac12\|z\|^2 - \tfrac D2\ln 2\pi`."""
     d = math.prod(z.shape[1:])
-    return -0.5 * sum_nonbatch(z * z) - 0.5 * d * LOG_2PI
+    return -0.5 * (z * z).reshape(z.shape[0], -1).sum(dim=1) - 0.5 * d * LOG_2PI
 
 
 def input_shapes(inn: nn.Module) -> List[Shape]:

@@ -11,11 +11,22 @@ from torch.distributions import Independent, Normal
 __all__ = ["StandardNormalDistribution"]
 
 
-def _event_shape(event_shape: Tuple[object, ...]) -> Tuple[int, ...]:
-    """The event shape as int tuple, from ``(2, 3)`` or from a single shape ``((2, 3),)``."""
-    if len(event_shape) == 1 and isinstance(event_shape[0], (Sequence, torch.Size)):
-        event_shape = tuple(event_shape[0])
-    return tuple(int(d) for d in event_shape)  # type: ignore[call-overload]
+def _event_shape(event_shape: Tuple[Union[int, Sequence[int]], ...]) -> Tuple[int, ...]:
+    """The event shape as int tuple, from ``(2, 3)`` or from a single shape ``((2, 3),)``.
+
+    Raises:
+        TypeError: a shape mixed with ints, or several shapes.
+    """
+    first = event_shape[0] if len(event_shape) == 1 else None
+    if isinstance(first, Sequence):
+        return tuple(int(d) for d in first)
+    ints = [d for d in event_shape if not isinstance(d, Sequence)]
+    if len(ints) != len(event_shape):
+        raise TypeError(
+            f"StandardNormalDistribution: expected the event shape as ints or one shape tuple, "
+            f"got {event_shape!r}."
+        )
+    return tuple(int(d) for d in ints)
 
 
 class StandardNormalDistribution(Independent):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from ..modules.base import InvertibleModule
 from ..modules.inverse import Inverse
 from ..utils import force_to, output_dims_compatible
+from ._flow_calls import run_inn
 
 __all__ = ["EventShapeError", "PullBackDistribution", "PushForwardDistribution"]
 
@@ -21,26 +23,21 @@ NO_SHAPE = torch.Size()
 class EventShapeError(RuntimeError, ValueError):
     """A value whose trailing shape is not the distribution's event shape.
 
-    A ``RuntimeError`` as in FrEIA (whose flows raised it), and a ``ValueError`` (project rule).
+    A ``RuntimeError`` as in FrEIA (whose flows raised it), and a ``ValueError`` like every other
+    error about a user's input in this package.
     """
-
-
-def uses_tuples(transform: nn.Module) -> bool:
-    """FrEIA's tuple convention: tuples in and out unless ``force_tuple_output`` is false."""
-    return bool(getattr(transform, "force_tuple_output", True))
 
 
 def apply_transform(
     transform: nn.Module, value: Tensor, conditions: Conditions, rev: bool, jac: bool
-) -> Tuple[Tensor, Any]:
-    """Run ``transform`` on one tensor with the tuple convention; ``(output, log_det)``.
+) -> Tuple[Tensor, Optional[Tensor]]:
+    """Run ``transform`` on one tensor with FrEIA's tuple convention; ``(output, log_det)``.
 
     ``c`` is passed only when ``conditions`` is given (plain modules may have no ``c``).
     """
-    tuples = uses_tuples(transform)
-    kwargs: Dict[str, Any] = {} if conditions is None else {"c": conditions}
-    out, log_det = transform((value,) if tuples else value, rev=rev, jac=jac, **kwargs)
-    return (out[0] if tuples else out), log_det
+    cs = None if conditions is None else list(conditions)
+    outs, log_det = run_inn(transform, (value,), cs, rev, jac)
+    return outs[0], log_det
 
 
 class PushForwardDistribution(Distribution):
@@ -48,9 +45,10 @@ class PushForwardDistribution(Distribution):
 
     ``transform``'s **forward** direction maps latents to data, so
     :math:`\log p(x) = \log p_Z(T^{-1}(x)) + \log|\det \partial T^{-1}/\partial x|`, evaluated
-    with one reverse call (``jac=True``, D24). ``event_shape`` is the transform's output shape
-    list, e.g. ``[(2,)]`` (FrEIA's value, not a ``torch.Size``). The batch is the first dim of a
-    value; ``sample_shape`` acts as the batch, so use a one-dimensional one such as ``(16,)``.
+    with one reverse call with ``jac=True`` (with ``jac=False`` a module may skip its log-det and
+    return ``None`` or zeros). ``event_shape`` is the transform's output shape list, e.g.
+    ``[(2,)]`` (FrEIA's value, not a ``torch.Size``). The batch is the first dim of a value;
+    ``sample_shape`` acts as the batch, so use a one-dimensional one such as ``(16,)``.
 
     Tuple convention: ``transform`` gets and returns tuples unless it has a false
     ``force_tuple_output`` (a ``SequenceINN``/``GraphINN`` built with the default), in which case
@@ -64,7 +62,9 @@ class PushForwardDistribution(Distribution):
     arg_constraints: ClassVar[Dict[str, Any]] = {}
 
     def __init__(self, base_distribution: Distribution, transform: nn.Module) -> None:
-        super().__init__(torch.Size(), output_dims_compatible(transform))
+        self.output_shapes: List[Tuple[int, ...]] = output_dims_compatible(transform)
+        # FrEIA's event_shape is the list of output shapes, not the torch.Size torch's stub wants
+        super().__init__(torch.Size(), self.output_shapes)  # type: ignore[arg-type]
         self.base_distribution = base_distribution
         self.transform = transform
 
@@ -100,10 +100,9 @@ class PushForwardDistribution(Distribution):
 
     def _check_event_shape(self, value: Tensor) -> None:
         """A single-output transform needs values of shape ``(B, *event_shape[0])``."""
-        shapes = list(self.event_shape)
-        if len(shapes) != 1 or not isinstance(value, Tensor):
+        if len(self.output_shapes) != 1 or not isinstance(value, Tensor):
             return
-        expected = tuple(shapes[0])
+        expected = self.output_shapes[0]
         if value.dim() != len(expected) + 1 or tuple(value.shape[1:]) != expected:
             raise EventShapeError(
                 f"{type(self).__name__}.log_prob expects values of shape (batch, *{expected}), "
@@ -128,5 +127,5 @@ class PullBackDistribution(PushForwardDistribution):
         transform: the flow :math:`f`, mapping data to latents.
     """
 
-    def __init__(self, base_distribution: Distribution, transform: nn.Module) -> None:
+    def __init__(self, base_distribution: Distribution, transform: InvertibleModule) -> None:
         super().__init__(base_distribution, Inverse(transform))
