@@ -165,12 +165,13 @@ def test_unusable_init_batch_raises_value_error(batch: torch.Tensor, needle: str
 
 
 def test_conditions() -> None:
-    """D18: an empty c is accepted; a real condition raises ValueError; dims_c is refused."""
+    """An empty c is accepted (FrEIA raised); a real condition raises ValueError (FrEIA ignored
+    it silently); dims_c is refused."""
     module = ActNorm([(3,)], init_data=skewed((3,)).float())
     x = torch.randn(4, 3)
     assert torch.equal(module([x], c=[])[0][0], module([x])[0][0])
     assert torch.equal(module([x], c=())[0][0], module([x], c=None)[0][0])
-    with pytest.raises(ValueError, match="unconditional"):
+    with pytest.raises(ValueError, match="ActNorm takes no conditions"):
         module([x], c=[torch.randn(4, 2)])
     with pytest.raises(ValueError, match="unconditional"):
         ActNorm([(3,)], dims_c=[(2,)])

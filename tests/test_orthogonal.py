@@ -345,5 +345,5 @@ def test_conditional_householder_one_matrix_per_sample_d20() -> None:
 
 def test_conditional_householder_needs_its_condition() -> None:
     module = HouseholderPerm([(3,)], [(6,)], n_reflections=2)
-    with pytest.raises(ValueError, match=r"HouseholderPerm expects 1 condition.*missing"):
+    with pytest.raises(ValueError, match=r"HouseholderPerm takes 1 condition.*got 0"):
         module([torch.randn(2, 3)])

@@ -6,19 +6,24 @@ import itertools
 import numbers
 from collections.abc import Sequence
 from math import prod
-from typing import Any, Callable, Iterable, List, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple, Type, Union
 
 import torch
 from torch import Tensor, nn
 
 from .._errors import InvertibleAssertionError
 
+if TYPE_CHECKING:  # typing.TypeGuard needs Python 3.10; annotations are not evaluated
+    from typing_extensions import TypeGuard
+
 __all__ = [
     "PARAMETERS",
     "Dims",
+    "Outputs",
     "Shape",
     "ShapeList",
     "SubnetConstructor",
+    "Tensors",
     "built_subnet",
     "cat_conditions",
     "channel_input_shape",
@@ -50,6 +55,10 @@ Shape = Tuple[int, ...]
 ShapeList = List[Shape]
 #: What constructors accept as ``dims_in``/``dims_c`` before normalisation.
 Dims = Iterable[Iterable[int]]
+#: A call's data or condition tensors, one per input or condition.
+Tensors = Sequence[Tensor]
+#: What a built-in block's ``forward`` returns: its outputs and the ``(batch,)`` log-det.
+Outputs = Tuple[Sequence[Tensor], Tensor]
 #: ``f(c_in, c_out) -> nn.Module``, called with two positional ints (a class, function or factory).
 SubnetConstructor = Callable[[int, int], nn.Module]
 
@@ -87,7 +96,7 @@ def frozen_parameter(value: Tensor) -> nn.Parameter:
     return nn.Parameter(value, requires_grad=False)
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """Whether ``value`` is a Python or numpy integer (a ``bool`` is not)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 

@@ -6,17 +6,18 @@ ICML 2019.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._errors import InvertibleAssertionError
-from ._common import Shape, SubnetConstructor, sum_nonbatch
+from ._common import Shape, sum_nonbatch
 
 __all__ = [
     "LAYER_KINDS",
+    "Layer",
     "LayerKind",
     "WeightOp",
     "check_iresnet_args",
@@ -34,6 +35,8 @@ __all__ = [
 WeightOp = Callable[[Tensor, Tensor], Tensor]
 #: ``bound(weight, spatial) -> 0-d tensor``: an upper bound of a layer's operator norm.
 NormBound = Callable[[Tensor, Shape], Tensor]
+#: A linear layer of the residual: dense for vectors, a 3x3 convolution for images.
+Layer = Union[nn.Linear, nn.Conv2d]
 
 
 def fixed_point_inverse(residual: nn.Module, y: Tensor, iterations: int) -> Tensor:
@@ -111,18 +114,18 @@ def conv_norm_bound(weight: Tensor, spatial: Shape) -> Tensor:
     return torch.linalg.matrix_norm(freq.permute(2, 3, 0, 1), ord=2).max()
 
 
-def _dense_layer(c_in: int, c_out: int) -> nn.Module:
+def _dense_layer(c_in: int, c_out: int) -> Layer:
     """``nn.Linear(c_in, c_out)`` with torch's default initialisation."""
     return nn.Linear(c_in, c_out)
 
 
-def _conv_layer(c_in: int, c_out: int) -> nn.Module:
+def _conv_layer(c_in: int, c_out: int) -> Layer:
     """A padded 3x3 ``nn.Conv2d(c_in, c_out)`` with torch's default initialisation."""
     return nn.Conv2d(c_in, c_out, 3, padding=1)
 
 
 #: (layer constructor, ``W x``, ``Wᵀ y`` (unpadded for convolutions), operator-norm bound).
-LayerKind = Tuple[SubnetConstructor, WeightOp, WeightOp, NormBound]
+LayerKind = Tuple[Callable[[int, int], Layer], WeightOp, WeightOp, NormBound]
 
 #: Input rank -> the layers of the residual for that rank: vectors and images.
 LAYER_KINDS: Dict[int, LayerKind] = {
@@ -157,7 +160,7 @@ def _svd_ready(weight: Tensor) -> Tensor:
     return weight.float() if weight.element_size() < 4 else weight
 
 
-def layer_norm_bounds(layers: Sequence[nn.Module], bound: NormBound, spatial: Shape) -> List[float]:
+def layer_norm_bounds(layers: Sequence[Layer], bound: NormBound, spatial: Shape) -> List[float]:
     """Upper bounds of each layer's operator norm (their product bounds Lip(g))."""
     with torch.no_grad():
         return [float(bound(_svd_ready(layer.weight), spatial)) for layer in layers]
@@ -167,7 +170,7 @@ def layer_norm_bounds(layers: Sequence[nn.Module], bound: NormBound, spatial: Sh
 WeightsKey = Tuple[Tuple[int, int, torch.dtype], ...]
 
 
-def weights_key(layers: Sequence[nn.Module]) -> Optional[WeightsKey]:
+def weights_key(layers: Sequence[Layer]) -> Optional[WeightsKey]:
     """``(data_ptr, _version, dtype)`` of each layer's weight, or ``None`` if not tracked.
 
     Plain ints that change whenever a weight is replaced (``.to()``, ``.double()``) or modified

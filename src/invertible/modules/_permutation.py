@@ -58,32 +58,9 @@ def inverse_index(index: Tensor) -> Tensor:
     return torch.argsort(index)
 
 
-def _linear_channels(x: Tensor, w: Tensor) -> Tensor:
-    """``x @ W^T`` for vectors ``(B, C)``: ``out[:, i] = sum_j W[i, j] x[:, j]``."""
-    return F.linear(x, w)
-
-
-def _conv1d_channels(x: Tensor, w: Tensor) -> Tensor:
-    """A ``(C, C, 1)`` kernel over ``(B, C, L)``."""
-    return F.conv1d(x, w)
-
-
-def _conv2d_channels(x: Tensor, w: Tensor) -> Tensor:
-    """A ``(C, C, 1, 1)`` kernel over ``(B, C, H, W)``."""
-    return F.conv2d(x, w)
-
-
-def _conv3d_channels(x: Tensor, w: Tensor) -> Tensor:
-    """A ``(C, C, 1, 1, 1)`` kernel over ``(B, C, D, H, W)``."""
-    return F.conv3d(x, w)
-
-
-_CHANNEL_MATRIX_OPS: Tuple[ChannelOp, ...] = (
-    _linear_channels,
-    _conv1d_channels,
-    _conv2d_channels,
-    _conv3d_channels,
-)
+#: Input rank (spatial dims) -> the op applying a ``(C, C, 1, ...)`` channel matrix: for vectors
+#: ``F.linear`` (``x Wᵀ``), then 1x1 convolutions; all map ``out[:, i] = sum_j W[i, j] x[:, j]``.
+_CHANNEL_MATRIX_OPS: Tuple[ChannelOp, ...] = (F.linear, F.conv1d, F.conv2d, F.conv3d)
 
 
 def channel_matrix_function(input_rank: int, block: str = "channel matrix") -> ChannelOp:

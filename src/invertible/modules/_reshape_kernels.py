@@ -11,6 +11,7 @@ from torch import Tensor
 from ._common import Shape, check_single_input
 
 __all__ = [
+    "check_even_extents",
     "check_image_shape",
     "haar_kernel",
     "haar_wavelet_permutation",
@@ -51,6 +52,23 @@ def check_image_shape(block: str, dims_in: List[Shape], upsampling: bool) -> Sha
     if not upsampling and (h % 2 != 0 or w % 2 != 0 or h == 0 or w == 0):
         raise ValueError(f"{block} needs an even height and width, got shape {shape}.")
     return shape
+
+
+def check_even_extents(block: str, x: Tensor) -> Tensor:
+    """``x`` itself, after checking that its height and width are even (2x2 blocks tile it).
+
+    The 2x2 reshapes run at any even size, not only the built one, so this is a call-time check
+    (skipped under ``torch.jit.trace``, where sizes are traced values, not ints).
+
+    Raises:
+        ValueError: an odd height or width, naming the block and the shape.
+    """
+    if not torch.jit.is_tracing() and (x.shape[-2] % 2 or x.shape[-1] % 2):
+        raise ValueError(
+            f"{block} needs an even height and width (it maps 2x2 blocks of pixels to channels), "
+            f"got an input of shape {tuple(x.shape)}."
+        )
+    return x
 
 
 def irevnet_kernel(channels: int) -> Tensor:

@@ -1,9 +1,13 @@
-"""Fixed (non-learned) transforms: channel permutation, fixed linear maps, the sigmoid."""
+"""Fixed (non-learned) transforms: channel permutation, fixed linear maps, the sigmoid.
+
+The blocks keep FrEIA's ``forward`` signatures (``PermuteRandom`` and the linear maps take no
+``c``), which mypy reports as incompatible overrides of ``InvertibleModule.forward``; hence the
+``type: ignore[override]`` comments.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -12,10 +16,11 @@ from torch import Tensor
 
 from ._common import (
     Dims,
+    Outputs,
     Shape,
     ShapeList,
+    Tensors,
     channel_input_shape,
-    check_input_tensors,
     check_single_input,
     frozen_parameter,
     require_no_conditions,
@@ -34,7 +39,8 @@ def draw_permutation(n: int, seed: Optional[int]) -> np.ndarray:
     """``RandomState(seed).permutation(n)`` from a local generator, or numpy's global one if None.
 
     Both equal FrEIA's ``np.random.seed(seed); np.random.permutation(n)``, but a given seed never
-    touches numpy's global state (project decision 2).
+    touches numpy's global state: reseeding it would silently change every later random draw
+    of the user's program.
     """
     if seed is None:
         return np.random.permutation(n)
@@ -103,13 +109,10 @@ class PermuteRandom(InvertibleModule):
         self.perm = frozen_parameter(perm)
         self.perm_inv = frozen_parameter(torch.argsort(perm))
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[List[Tensor], Tensor]:
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Gather the channels by ``perm`` (forward) or ``perm_inv`` (reverse)."""
-        index = self.perm_inv if rev else self.perm
-        (x_in,) = check_input_tensors("PermuteRandom", x, self.dims_in, index, rev=rev)
-        y = permute_channels(x_in, index)
+        (x_in,), _ = self._checked(x, None, rev, floating=True)
+        y = permute_channels(x_in, self.perm_inv if rev else self.perm)
         return [y], zero_log_det(y)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -133,6 +136,11 @@ class FixedLinearTransform(InvertibleModule):
     Raises:
         ValueError: missing, wrongly shaped or singular ``M``; bad ``b``; non-vector input.
     """
+
+    M: Tensor
+    M_inv: Tensor
+    b: Tensor
+    logDetM: Tensor  # noqa: N815 (FrEIA's state_dict key)
 
     def __init__(
         self,
@@ -172,11 +180,9 @@ class FixedLinearTransform(InvertibleModule):
             state_dict[prefix + "b"] = self.b
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[Tuple[Tensor], Tensor]:
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Forward ``x @ Mᵀ + b``; reverse ``(y - b) @ (Mᵀ)⁻¹``."""
-        (x_in,) = check_input_tensors("FixedLinearTransform", x, self.dims_in, self.M, rev=rev)
+        (x_in,), _ = self._checked(x, None, rev)
         if rev:
             y = (x_in - self.b) @ self.M_inv
             return (y,), zero_log_det(y) - self.logDetM
@@ -191,8 +197,9 @@ class FixedLinearTransform(InvertibleModule):
 class Fixed1x1Conv(InvertibleModule):
     r"""A fixed invertible 1x1 convolution of images: per pixel :math:`y = M^T x`.
 
-    (FrEIA applies :math:`M^T`, not :math:`M`; kept for compatibility, K7.) The log-det is
-    :math:`H W \ln|\det M|`. State, as in FrEIA, is ``requires_grad=False`` parameters: ``M``
+    (FrEIA applies :math:`M^T`, not :math:`M`; kept so that FrEIA's checkpoints and numbers carry
+    over.) The log-det is :math:`H W \ln|\det M|` for the ``H x W`` of each call: the block runs
+    at any image size. State, as in FrEIA, is ``requires_grad=False`` parameters: ``M``
     (:math:`M^T` as ``(C, C, 1, 1)``), ``M_inv`` (:math:`(M^T)^{-1}`) and 0-dim ``logDetM``.
 
     Args:
@@ -228,11 +235,9 @@ class Fixed1x1Conv(InvertibleModule):
             raise ValueError(f"Fixed1x1Conv works on images (C, H, W), got shape {shape}.")
         return shape
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[Tuple[Tensor], Tensor]:
-        """Forward ``conv2d(x, Mᵀ)``; reverse ``conv2d(y, (Mᵀ)⁻¹)``."""
-        (x_in,) = check_input_tensors("Fixed1x1Conv", x, self.dims_in, self.M, rev=rev)
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
+        """Forward ``conv2d(x, Mᵀ)``; reverse ``conv2d(y, (Mᵀ)⁻¹)``, at any image size."""
+        (x_in,), _ = self._checked(x, None, rev)
         n_pix = x_in.shape[2] * x_in.shape[3]
         if rev:
             y = F.conv2d(x_in, self.M_inv)
@@ -256,11 +261,13 @@ class InvertibleSigmoid(InvertibleModule):
     Reverse :math:`x = \ln(y / (1 - y))` (NaN outside :math:`(0, 1)`). Log-det
     :math:`\sum \ln\sigma'(x)` over all non-batch dims, with
     :math:`\ln\sigma'(x) = -\mathrm{softplus}(-x) - \mathrm{softplus}(x)`, evaluated at the
-    forward input (in reverse: at the reconstructed input, negated). Fixes FrEIA's D16.
+    forward input (in reverse: at the reconstructed input, negated). FrEIA summed over the
+    channel axis only, overflowed for large inputs and returned no log-det with ``jac=False``.
 
     Args:
         dims_in: one input shape of any rank.
-        **kwargs: passed to :class:`InvertibleModule` (e.g. ``dims_c``; conditions are ignored).
+        **kwargs: passed to :class:`InvertibleModule` (e.g. ``dims_c``; conditions declared there
+            are checked and otherwise ignored).
     """
 
     def __init__(self, dims_in: Dims, **kwargs: Any) -> None:
@@ -268,14 +275,10 @@ class InvertibleSigmoid(InvertibleModule):
         check_single_input("InvertibleSigmoid", self.dims_in)
 
     def forward(
-        self,
-        x_or_z: Sequence[Tensor],
-        c: Optional[Sequence[Tensor]] = None,
-        rev: bool = False,
-        jac: bool = True,
-    ) -> Tuple[Tuple[Tensor], Tensor]:
+        self, x_or_z: Tensors, c: Optional[Tensors] = None, rev: bool = False, jac: bool = True
+    ) -> Outputs:
         """Sigmoid (forward) or logit (reverse); always ``((y,), log_det)``."""
-        (x_in,) = check_input_tensors("InvertibleSigmoid", x_or_z, self.dims_in, rev=rev)
+        (x_in,), _ = self._checked(x_or_z, c, rev, floating=True)
         if rev:
             x = torch.logit(x_in)
             return (x,), -sum_nonbatch(log_sigmoid_derivative(x))

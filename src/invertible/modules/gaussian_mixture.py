@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .._errors import InvertibleAssertionError
-from ._common import (
-    Dims,
-    ShapeList,
-    check_condition_tensors,
-    check_dtype_device,
-    check_input_tensors,
-    is_int,
-    same_shape,
-    vector_size,
-)
-from .base import InvertibleModule
+from ._common import Dims, Outputs, ShapeList, is_int, same_shape, vector_size
+from .base import InvertibleModule, check_tensors
 
 __all__ = ["GaussianMixtureModel"]
 
-Conditions = Tuple[Tensor, Tensor, Tensor, Any]
+#: The checked input and conditions of a call: ``(x, w, mu, U_entries, i)``.
+Checked = Tuple[Tensor, Tensor, Tensor, Tensor, Any]
 
 
 # --- kernels ---------------------------------------------------------------------------------
@@ -95,17 +87,23 @@ class GaussianMixtureModel(InvertibleModule):
     :math:`U_k` upper triangular. For a chosen component :math:`i_b`:
     forward :math:`z_b = U_{i_b}(x_b - \mu_{i_b})`, reverse :math:`x_b = \mu_{i_b} + U_{i_b}^{-1}
     z_b`, log-det :math:`\sum_j \ln (U_{i_b})_{jj}` (negated in reverse). With ``i=None`` every
-    component is applied at once: output ``(B, K, d)`` and log-det ``(B, K)`` (x or z may be
-    ``(B, d)`` or ``(B, K, d)``); that log-det cannot be accumulated by a ``GraphINN``, so call
-    the module directly or with ``jac=False``.
+    component is applied at once: output ``(B, K, d)`` and log-det ``(B, K)``; either direction
+    takes ``(B, d)`` (broadcast over the components) or ``(B, K, d)`` (one point per component,
+    e.g. the forward's own output). That log-det cannot be accumulated by a ``GraphINN``, so
+    call the module directly or with ``jac=False``.
+
+    ``exact_inverse`` is ``False``: the component index is a condition that may be ``None``
+    (every component at once, not a bijection of the input) or an int seed, which a
+    memory-efficient container cannot reproduce when it recomputes the input by inversion.
 
     Conditions ``c = [w, mu, U_entries, i]``: ``w (B, K)`` weights (positive, summing to 1; only
     used to draw components), ``mu (B, K, d)``, ``U_entries (B, K, d(d+1)/2)`` (the first ``d``
     are the log-diagonal of :math:`U`, the rest its strict upper triangle in row-major order), and
     ``i``: an index tensor ``(B,)``, an ``int`` seed for :meth:`pick_mixture_component`, or None.
 
-    The masks ``mask_upper``/``mask_diagonal`` are non-persistent buffers (D31): they follow
-    ``.to(device)`` but add no ``state_dict`` keys. The module has no parameters.
+    The masks ``mask_upper``/``mask_diagonal`` are non-persistent buffers: they follow
+    ``.to(device)`` (FrEIA's plain attributes did not) but add no ``state_dict`` keys. The module
+    has no parameters; the conditions must have the input's dtype and device.
 
     Args:
         dims_in: one vector shape ``[(d,)]``.
@@ -115,6 +113,10 @@ class GaussianMixtureModel(InvertibleModule):
     Raises:
         ValueError: a non-vector input or ``dims_c`` that does not describe a mixture.
     """
+
+    exact_inverse = False
+    mask_upper: Tensor
+    mask_diagonal: Tensor
 
     def __init__(
         self, dims_in: Dims, dims_c: Optional[Dims]
@@ -141,21 +143,14 @@ class GaussianMixtureModel(InvertibleModule):
                 f"{expected}, got {self.dims_c[:3]}."
             )
 
-    def forward(
-        self,
-        x: Sequence[Tensor],
-        c: Sequence[Any],
-        rev: bool = False,
-        jac: bool = True,
-    ) -> Tuple[List[Tensor], Tensor]:
+    def forward(  # type: ignore[override]  # FrEIA's signature: c is required
+        self, x: Sequence[Tensor], c: Sequence[Any], rev: bool = False, jac: bool = True
+    ) -> Outputs:
         """Whiten (forward) or colour (reverse) under the chosen or all components.
 
         The log-det is always returned: ``(B,)``, or ``(B, K)`` with ``i=None``.
         """
-        w, mu, entries, i = self._conditions(c)
-        x_in = self._checked_input(x, i is None, rev)
-        for k, t in enumerate((w, mu, entries)):
-            check_dtype_device("GaussianMixtureModel", f"condition {k}", t, x_in, "the input is")
+        x_in, w, mu, entries, i = self._checked_call(x, c, rev)
         if i is not None:  # the type of a condition, not a tensor value
             index = component_index("GaussianMixtureModel", i, w)
             mu, entries = select_component(mu, index), select_component(entries, index)
@@ -167,33 +162,32 @@ class GaussianMixtureModel(InvertibleModule):
             return [colour(x_in, mu, U)], -log_det
         return [whiten(x_in, mu, U)], log_det
 
-    def _checked_input(self, x: Sequence[Tensor], all_components: bool, rev: bool) -> Tensor:
-        """The one input ``(B, d)`` (or ``(B, K, d)`` when all components are applied)."""
-        if not isinstance(x, Tensor) and len(x) != 1:
-            raise InvertibleAssertionError(
-                f"GaussianMixtureModel can only use 1 input, got {len(x)} input tensors."
-            )
-        shape = self.dims_in[0]
-        if all_components and isinstance(x[0], Tensor) and x[0].dim() == 3:
-            shape = (self.dims_c[0][0], *shape)  # one point per component: (B, K, d)
-        block = "GaussianMixtureModel"
-        return check_input_tensors(block, x, [shape], self.mask_diagonal, rev=rev)[0]
-
-    def _conditions(self, c: Optional[Sequence[Any]]) -> Conditions:
-        """``(w, mu, U_entries, i)`` from ``c``, with the shapes of ``dims_c``.
+    def _checked_call(self, x: Any, c: Any, rev: bool) -> Checked:
+        """The one input, ``(B, d)`` or, with ``i=None``, also ``(B, K, d)``, and the conditions
+        ``w, mu, U_entries`` (of the input's batch, dtype and device) and ``i``.
 
         Raises:
-            ValueError: not exactly four conditions, or a wrong shape or device of the first
-                three; ``TypeError`` for a non-tensor or non-floating one among them.
+            InvertibleAssertionError: several inputs (an ``assert`` in FrEIA).
+            ValueError: not four conditions; wrong shapes or batch sizes.
+            TypeError: non-tensors, or conditions of another dtype than the input.
         """
-        if c is None or isinstance(c, Tensor) or len(c) != 4:
-            got = "none" if c is None else ("a bare tensor" if isinstance(c, Tensor) else len(c))
+        owner = "GaussianMixtureModel"
+        if isinstance(x, (list, tuple)) and len(x) != 1:
+            raise InvertibleAssertionError(f"{owner} can only use 1 input, got {len(x)} inputs.")
+        if not isinstance(c, (list, tuple)) or len(c) != 4:
+            got = len(c) if isinstance(c, (list, tuple)) else type(c).__name__
+            raise ValueError(f"{owner} needs the conditions [w, mu, U_entries, i], got {got}.")
+        every = c[3] is None and isinstance(x, (list, tuple)) and getattr(x[0], "ndim", 0) == 3
+        what = "reverse input" if rev else "input"
+        shape = self.dims_c[1] if every else self.dims_in[0]  # (K, d) or (d,)
+        (x_in,) = check_tensors(owner, what, x, [shape], True, self.mask_diagonal)
+        w, mu, entries = check_tensors(owner, "condition", list(c[:3]), self.dims_c[:3], True, x_in)
+        if w.shape[0] != x_in.shape[0]:
             raise ValueError(
-                f"GaussianMixtureModel needs the conditions [w, mu, U_entries, i], got {got}."
+                f"{owner}: the conditions have batch size {w.shape[0]}, but the {what} has "
+                f"{x_in.shape[0]} (shape {tuple(x_in.shape)})."
             )
-        block = "GaussianMixtureModel"
-        w, mu, entries = check_condition_tensors(block, c[:3], self.dims_c[:3], self.mask_diagonal)
-        return w, mu, entries, c[3]
+        return x_in, w, mu, entries, c[3]
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape ``[(d,)]`` (the fixed-component form)."""
@@ -209,7 +203,7 @@ class GaussianMixtureModel(InvertibleModule):
         """
         generator = torch.Generator(device=w.device)
         if is_int(seed):
-            generator.manual_seed(int(seed))
+            generator.manual_seed(seed)
         else:
             generator.seed()
         u = torch.rand(w.shape[0], 1, generator=generator, device=w.device)

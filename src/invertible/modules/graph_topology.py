@@ -1,16 +1,20 @@
-"""Graph topology blocks: `Split` one tensor into sections and `Concat` several into one."""
+"""Graph topology blocks: `Split` one tensor into sections and `Concat` several into one.
+
+Both keep FrEIA's ``forward(x, rev=False, jac=True)`` without ``c``, which mypy reports as an
+incompatible override of ``InvertibleModule.forward``; hence the ``type: ignore[override]``.
+"""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, List, Tuple, Union
+from typing import Any, List, Union
 
 import torch
 from torch import Tensor
 
 from .._errors import InvertibleAssertionError
-from ._common import Dims, Shape, ShapeList, check_input_tensors, is_int, zero_log_det
+from ._common import Dims, Outputs, Shape, ShapeList, Tensors, is_int, zero_log_det
 from .base import InvertibleModule
 
 __all__ = ["Concat", "Concat1d", "ConcatChannel", "Split", "Split1D", "SplitChannel"]
@@ -22,7 +26,8 @@ def normalise_dim(block: str, dim: Any, shape: Shape) -> int:
     """Map ``dim`` (batch excluded, negative counts from the end) into ``[0, len(shape))``.
 
     Raises:
-        InvertibleAssertionError: ``dim`` is not an int or out of range for ``shape`` (D27).
+        InvertibleAssertionError: ``dim`` is not an int or out of range for ``shape`` (FrEIA's
+            bound was off by one, and a negative ``dim`` split the batch axis).
     """
     rank = len(shape)
     if not is_int(dim):
@@ -76,6 +81,8 @@ def section_sizes_for(length: int, section_sizes: SectionSizes, n_sections: Any)
     """Resolve Split's three ways of giving sections into a list of sizes summing to ``length``."""
     if section_sizes is None:
         return equal_sections(length, n_sections)
+    if isinstance(section_sizes, (list, tuple)):
+        return listed_sections(length, section_sizes)
     if is_int(section_sizes):
         if not 0 < section_sizes < length:
             raise InvertibleAssertionError(
@@ -83,19 +90,10 @@ def section_sizes_for(length: int, section_sizes: SectionSizes, n_sections: Any)
                 f"length of the split axis), got {section_sizes}."
             )
         return [int(section_sizes), length - int(section_sizes)]
-    if isinstance(section_sizes, (list, tuple)):
-        return listed_sections(length, section_sizes)
     raise InvertibleAssertionError(
         f"Split: section_sizes must be None, an int, or a list/tuple of ints, got "
         f"{type(section_sizes).__name__} {section_sizes!r}."
     )
-
-
-def checked_inputs(module: InvertibleModule, x: Any, rev: bool) -> List[Tensor]:
-    """The inputs of ``Split``/``Concat``: count and shapes against ``dims_in`` (forward) or
-    ``output_dims`` (reverse); any dtype and device (the blocks only move data)."""
-    shapes = module.output_dims(module.dims_in) if rev else module.dims_in
-    return check_input_tensors(type(module).__name__, x, shapes, floating=False, rev=rev)
 
 
 class Split(InvertibleModule):
@@ -103,6 +101,9 @@ class Split(InvertibleModule):
 
     A permutation-free re-grouping of the elements, so the log-det is 0. The inverse concatenates.
     ``dim`` counts without the batch axis (0 = channels); a negative ``dim`` counts from the end.
+    Split along the channels, the block runs at any size; along another axis the sections fix
+    that axis's length, so inputs must have exactly ``dims_in`` (``fixed_size``). Any dtype and
+    device: the block only moves data.
 
     Args:
         dims_in: one input shape, e.g. ``[(6, 8, 8)]``.
@@ -130,14 +131,13 @@ class Split(InvertibleModule):
                 f"Split: exactly one input is required, got {len(self.dims_in)}: {self.dims_in}."
             )
         self.dim = normalise_dim("Split", dim, self.dims_in[0])
+        self.fixed_size = self.dim != 0
         length = self.dims_in[0][self.dim]
         self.split_size_or_sections = section_sizes_for(length, section_sizes, n_sections)
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[Sequence[Tensor], Tensor]:
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Forward: ``torch.split`` (a tuple); reverse: ``[cat(sections)]``."""
-        xs = checked_inputs(self, x, rev)
+        xs, _ = self._checked(x, None, rev, floating=False)
         if rev:
             out: Sequence[Tensor] = [torch.cat(xs, dim=self.dim + 1)]
         else:
@@ -184,7 +184,8 @@ class Concat(InvertibleModule):
     r"""Concatenate several tensors along one axis: :math:`(x_1, \dots, x_n) \mapsto x`.
 
     The inverse of :class:`Split`; log-det 0. ``dim`` counts without the batch axis (0 =
-    channels); a negative ``dim`` counts from the end.
+    channels); a negative ``dim`` counts from the end. Along the channels the block runs at any
+    size; along another axis inputs must have exactly ``dims_in`` (``fixed_size``).
 
     Args:
         dims_in: two or more input shapes, equal except along ``dim``.
@@ -200,13 +201,12 @@ class Concat(InvertibleModule):
         check_concat_ranks(self.dims_in)
         self.dim = normalise_dim("Concat", dim, self.dims_in[0])
         check_concat_shapes(self.dims_in, self.dim)
+        self.fixed_size = self.dim != 0
         self.split_size_or_sections = [d[self.dim] for d in self.dims_in]
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[Sequence[Tensor], Tensor]:
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Forward: ``[cat(inputs)]``; reverse: ``torch.split`` (a tuple)."""
-        xs = checked_inputs(self, x, rev)
+        xs, _ = self._checked(x, None, rev, floating=False)
         if rev:
             out: Sequence[Tensor] = torch.split(
                 xs[0], self.split_size_or_sections, dim=self.dim + 1
@@ -225,7 +225,8 @@ class Concat(InvertibleModule):
 
 
 class _DeprecatedAlias:
-    """Mixin of the deprecated aliases: construction warns ``DeprecationWarning`` (K11)."""
+    """Mixin of the deprecated aliases: construction warns ``DeprecationWarning``, as FrEIA's
+    aliases do."""
 
     _replacement = ""
 

@@ -2,14 +2,16 @@
 
 References: Teng, Choromanska and Bojarski, "Invertible Autoencoder for domain adaptation",
 Computation 7(2), 2019.
+
+The blocks keep FrEIA's ``forward(x, rev=False, jac=True)`` without ``c``, which mypy reports as
+an incompatible override of ``InvertibleModule.forward``; hence the ``type: ignore[override]``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +19,11 @@ from torch import Tensor, nn
 
 from ._common import (
     Dims,
+    Outputs,
     Shape,
     ShapeList,
+    Tensors,
     channel_input_shape,
-    check_block_inputs,
     check_single_input,
     require_no_conditions,
     zero_log_det,
@@ -95,11 +98,9 @@ class InvAutoActTwoSided(InvertibleModule):
         self.alpha_pos.requires_grad_(learnable)
         self.alpha_neg.requires_grad_(learnable)
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[List[Tensor], Tensor]:
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Scale each element by its side's slope (divide in reverse); log-det ``(B,)``."""
-        (x_in,) = check_block_inputs(self, x, rev)
+        (x_in,), _ = self._checked(x, None, rev)
         log_slope = two_sided_log_slope(x_in, self.alpha_pos, self.alpha_neg)
         y, log_det = scale_by_log(x_in, log_slope, rev)
         return [y], log_det
@@ -137,11 +138,9 @@ class InvAutoAct(InvertibleModule):
         self.alpha = nn.Parameter(_log_ones(slope_init, shape, block, "slope_init"))
         self.alpha.requires_grad_(learnable)
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[List[Tensor], Tensor]:
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Multiply positives by ``e^alpha`` and divide negatives (the opposite in reverse)."""
-        (x_in,) = check_block_inputs(self, x, rev)
+        (x_in,), _ = self._checked(x, None, rev)
         y, log_det = scale_by_log(x_in, symmetric_log_slope(x_in, self.alpha), rev)
         return [y], log_det
 
@@ -153,8 +152,9 @@ class InvAutoAct(InvertibleModule):
 class InvAutoActFixed(InvAutoAct):
     """Deprecated alias of :class:`InvAutoAct`; despite its name, the slopes stay learnable.
 
-    It takes :class:`InvAutoAct`'s arguments and warns (``UserWarning``) on construction; pass
-    ``learnable=False`` to :class:`InvAutoAct` for fixed slopes (FrEIA's behaviour, K14).
+    It takes :class:`InvAutoAct`'s arguments and warns (``UserWarning``) on construction, as
+    FrEIA's does (whose slopes also stay learnable); pass ``learnable=False`` to
+    :class:`InvAutoAct` for fixed slopes.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -169,15 +169,18 @@ class InvAutoActFixed(InvAutoAct):
 class LearnedElementwiseScaling(InvertibleModule):
     r"""A learned scale per element: :math:`y = x\,e^{s}`, reverse :math:`x = y\,e^{-s}`.
 
-    ``s`` has the input's shape (one log-scale per element, not per channel). Log-det
-    :math:`+\sum s` forward and :math:`-\sum s` reverse, as a ``(B,)`` tensor (FrEIA returned
-    ``+\sum s`` in both directions, D17).
+    ``s`` has the input's shape (one log-scale per element, not per channel), so it fixes the
+    input's extents (``fixed_size``). Log-det :math:`+\sum s` forward and :math:`-\sum s`
+    reverse, as a ``(B,)`` tensor (FrEIA returned ``+\sum s`` of shape ``(1,)`` in both
+    directions, which is not the reverse's log-det).
 
     Args:
         dims_in: one input shape.
         dims_c: must be empty.
         init_scale: initial scale (``s = ln init_scale``).
     """
+
+    fixed_size = True
 
     def __init__(
         self, dims_in: Dims, dims_c: Optional[Dims] = None, init_scale: float = 1.0
@@ -187,11 +190,9 @@ class LearnedElementwiseScaling(InvertibleModule):
         s = _log_ones(init_scale, shape, "LearnedElementwiseScaling", "init_scale")
         self.s = nn.Parameter(s)
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[List[Tensor], Tensor]:
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Multiply by ``e^s`` (divide in reverse)."""
-        (x_in,) = check_block_inputs(self, x, rev)
+        (x_in,), _ = self._checked(x, None, rev)
         y, log_det = scale_by_log(x_in, self.s, rev)
         return [y], log_det
 
@@ -206,12 +207,16 @@ class InvAutoFC(InvertibleModule):
     Forward :math:`y = x W^\top + b`, reverse :math:`x = (y - b) W`; this is the exact inverse
     only when W is orthogonal (training is meant to drive it there). The log-det is reported as
     0 with a ``UserWarning`` on every call with ``jac=True``, as in FrEIA. Vectors only.
+    ``exact_inverse`` is ``False`` for that reason: a memory-efficient container cannot
+    recompute the input from the output.
 
     Args:
         dims_in: one input shape ``(C,)``.
         dims_c: must be empty.
         dims_out: output size (an int; default ``C``).
     """
+
+    exact_inverse = False
 
     def __init__(
         self, dims_in: Dims, dims_c: Optional[Dims] = None, dims_out: Optional[int] = None
@@ -224,11 +229,9 @@ class InvAutoFC(InvertibleModule):
         self.weights = nn.Parameter(math.sqrt(1.0 / self.dims_out) * weights)
         self.bias = nn.Parameter(torch.randn(1, self.dims_out))
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[List[Tensor], Tensor]:
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """``x Wᵀ + b``, or ``(y - b) W`` in reverse; log-det zeros (not the true value)."""
-        (x_in,) = check_block_inputs(self, x, rev)
+        (x_in,), _ = self._checked(x, None, rev)
         if jac:
             warnings.warn(_INTRACTABLE.format("InvAutoFC"), UserWarning, stacklevel=2)
         out = (x_in - self.bias) @ self.weights if rev else x_in @ self.weights.t() + self.bias
@@ -256,8 +259,10 @@ class InvAutoConv2D(InvertibleModule):
 
     Forward :math:`y = w \star x + b` (``conv2d``, no bias, then a per-channel bias); reverse
     :math:`x = w^\top \star (y - b)` (``conv_transpose2d`` with the same weights), the exact
-    inverse only when the convolution is orthogonal. Log-det reported as 0 with a
-    ``UserWarning`` when ``jac=True``. Images ``(C, H, W)`` only.
+    inverse only when the convolution is orthogonal, hence ``exact_inverse = False`` (a
+    memory-efficient container cannot recompute the input from the output). Log-det reported as
+    0 with a ``UserWarning`` when ``jac=True``. Images ``(C, H, W)`` only, of any size: ``dims_out``
+    describes the output at the built size.
 
     Args:
         dims_in: one input shape ``(C, H, W)``.
@@ -267,6 +272,8 @@ class InvAutoConv2D(InvertibleModule):
         kernel_size: square kernel size.
         padding: zero padding on each side.
     """
+
+    exact_inverse = False
 
     def __init__(
         self,
@@ -292,11 +299,9 @@ class InvAutoConv2D(InvertibleModule):
         self.conv2d = nn.Conv2d(shape[0], c_out, kernel_size, padding=padding, bias=False)
         self.bias = nn.Parameter(torch.randn(1, self.dims_out[0], 1, 1))
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[List[Tensor], Tensor]:
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """``conv2d(x) + b``, or ``conv_transpose2d(y - b)`` in reverse; log-det zeros."""
-        (x_in,) = check_block_inputs(self, x, rev)
+        (x_in,), _ = self._checked(x, None, rev)
         if jac:
             warnings.warn(_INTRACTABLE.format("InvAutoConv2D"), UserWarning, stacklevel=2)
         if rev:

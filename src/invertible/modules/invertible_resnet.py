@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -19,11 +19,11 @@ from torch import Tensor, nn
 from .._errors import InvertibleAssertionError
 from ._common import (
     Dims,
+    Outputs,
     ShapeList,
-    check_input_tensors,
+    Tensors,
     check_single_input,
     is_tracing,
-    module_reference,
     n_elements,
     zero_log_det,
 )
@@ -64,9 +64,11 @@ class ActNorm(InvertibleModule):
 
     Forward :math:`z = (x - \mu) / e^{s}`, reverse :math:`x = e^{s} z + \mu`, with ``log_scale``
     s and ``loc`` μ of shape ``(1, C, 1, ...)``. Log-det :math:`\mp n_{pix}\sum_c s_c` (a
-    ``(B,)`` tensor). Until ``is_initialized`` is set, the first call in *either* direction sets
-    μ and :math:`e^s` to the per-channel mean and unbiased std of its input (over batch and
-    spatial axes), so that output has zero mean and unit std per channel. A loaded
+    ``(B,)`` tensor), :math:`n_{pix}` the number of positions per channel of the call's input:
+    the parameters are per channel, so the block runs at any size. Until ``is_initialized`` is
+    set, the first call in *either* direction sets μ and :math:`e^s` to the per-channel mean and
+    unbiased std of its input (over batch and spatial axes), so that output has zero mean and
+    unit std per channel. A loaded
     ``is_initialized=True`` is never overridden; PyPI-0.2 ``scale``/``bias`` keys are converted
     when loading, also inside containers.
 
@@ -83,7 +85,8 @@ class ActNorm(InvertibleModule):
     parameters. Every rank must therefore make its first call together, as DDP does. Loading a
     state_dict whose ``is_initialized`` is true, or one with ``log_scale``/``loc`` but no
     ``is_initialized`` key (``strict=False``), never re-initialises; a state saved *before* any
-    data was seen (flag false, placeholder values) still initialises on the next call (K16).
+    data was seen (flag false, placeholder values) still initialises on the next call, as in
+    FrEIA.
 
     Args:
         dims_in: one input shape, channels first.
@@ -95,6 +98,7 @@ class ActNorm(InvertibleModule):
     sync_distributed_init: bool = True
     #: the process group of that all-reduce (``None``: the default group)
     process_group: Optional[Any] = None
+    is_initialized: Tensor
 
     def __init__(
         self, dims_in: Dims, dims_c: Optional[Dims] = None, init_data: Optional[Tensor] = None
@@ -106,7 +110,6 @@ class ActNorm(InvertibleModule):
         if len(self.dims_in[0]) == 0:
             raise ValueError(f"ActNorm needs an input with a channel axis, got {self.dims_in[0]}.")
         shape = channel_param_shape(self.dims_in[0])
-        self.n_pix = n_elements(self.dims_in[0][1:])
         self.register_buffer("is_initialized", torch.tensor(False))
         self.log_scale = nn.Parameter(torch.zeros(shape))
         self.loc = nn.Parameter(torch.zeros(shape))
@@ -168,8 +171,9 @@ class ActNorm(InvertibleModule):
     def _initialize_once(self, x: Tensor, rev: bool) -> None:
         """Initialise from ``x`` unless the flag is set (the one place forward reads the flag).
 
-        K16 keeps FrEIA's rule that the first batch initialises in whichever direction; a
-        reverse pass (latents, not data) still does, but warns.
+        As in FrEIA, the first batch initialises in whichever direction it comes, so that
+        FrEIA's scripts keep their numbers; a reverse pass (latents, not data) still does, but
+        warns.
         """
         if self._init_seen:
             return
@@ -186,18 +190,13 @@ class ActNorm(InvertibleModule):
         self._init_seen = True
 
     def forward(
-        self,
-        x: Sequence[Tensor],
-        c: Optional[Sequence[Tensor]] = None,
-        rev: bool = False,
-        jac: bool = True,
-    ) -> Tuple[Tuple[Tensor], Tensor]:
+        self, x: Tensors, c: Optional[Tensors] = None, rev: bool = False, jac: bool = True
+    ) -> Outputs:
         """Normalise (forward) or de-normalise (reverse); initialise first if needed."""
-        if c is not None and len(c) > 0:
-            raise ValueError(f"ActNorm is unconditional, but got {len(c)} condition tensor(s).")
-        (x_in,) = check_input_tensors("ActNorm", x, self.dims_in, self.log_scale, rev=rev)
+        (x_in,), _ = self._checked(x, c, rev)
         self._initialize_once(x_in, rev)
-        out, log_det = actnorm_map(x_in, self.log_scale, self.loc, self.n_pix, rev)
+        n_pix = math.prod(x_in.shape[2:])  # no int(): a traced size stays a traced value
+        out, log_det = actnorm_map(x_in, self.log_scale, self.loc, n_pix, rev)
         return (out,), log_det
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
@@ -247,7 +246,8 @@ class IResNetLayer(InvertibleModule):
     recomputed only when a weight changed since the last check, judged by the weights' storage
     and autograd version counters (plain ints): optimiser steps, :meth:`lipschitz_correction`,
     ``load_state_dict`` and ``.to()`` are noticed; in-place edits through ``weight.data`` are
-    not (call :meth:`lipschitz_correction` after them, or set ``_norm_cache = None``).
+    not (call :meth:`lipschitz_correction` after them, or set ``_norm_cache = None``). The
+    convolutional form runs at any image size; the norms are estimated at the built size.
 
     Log-det :math:`\ln\det(I + J_g) = \sum_{k=1}^{n} (-1)^{k+1} tr(J_g^k)/k`, with
     ``jacobian_iterations`` terms and Hutchinson traces (``hutchinson_samples`` Rademacher
@@ -255,7 +255,12 @@ class IResNetLayer(InvertibleModule):
     estimate, not the exact value. It runs under ``enable_grad`` on a detached copy of the input
     (so it works under ``no_grad`` and never touches the caller's tensors) and is
     differentiable when grad mode is on; the reverse evaluates it at the reconstructed x and
-    negates it. ``jac=False`` skips it and returns zeros. Conditions are accepted and ignored.
+    negates it. ``jac=False`` skips it and returns zeros. Conditions declared in ``dims_c`` are
+    checked and otherwise ignored.
+
+    ``exact_inverse`` is ``False``: the fixed-point inverse is approximate and the log-det a
+    fresh stochastic estimate on every call, so a memory-efficient container cannot recompute
+    the input from the output exactly.
 
     References: Behrmann et al., "Invertible Residual Networks", ICML 2019.
 
@@ -272,6 +277,8 @@ class IResNetLayer(InvertibleModule):
         spectral_norm_max: target bound of each layer's spectral norm, in (0, 1].
     """
 
+    exact_inverse = False
+
     def __init__(
         self,
         dims_in: Dims,
@@ -287,7 +294,7 @@ class IResNetLayer(InvertibleModule):
     ) -> None:
         super().__init__(dims_in, dims_c)
         check_single_input("IResNetLayer", self.dims_in)
-        self.input_shape = self.dims_in[0]  # FrEIA overwrote dims_in with this (D21)
+        self.input_shape = self.dims_in[0]  # FrEIA overwrote dims_in with this bare tuple
         check_iresnet_args(self.input_shape, hutchinson_samples, spectral_norm_max)
         channels = self.input_shape[0]
         self.internal_size = 2 * channels if internal_size is None else int(internal_size)
@@ -319,12 +326,10 @@ class IResNetLayer(InvertibleModule):
             layer.weight.mul_(torch.clamp(self.spectral_norm_max / sigma, max=1.0))
 
     def forward(
-        self, x: Sequence[Tensor], c: Sequence[Tensor] = (), rev: bool = False, jac: bool = True
-    ) -> Tuple[List[Tensor], Tensor]:
+        self, x: Tensors, c: Optional[Tensors] = (), rev: bool = False, jac: bool = True
+    ) -> Outputs:
         """``x + g(x)``, or its fixed-point inverse; the log-det estimate if ``jac``."""
-        (x_in,) = check_input_tensors(
-            "IResNetLayer", x, self.dims_in, module_reference(self), rev=rev
-        )
+        (x_in,), _ = self._checked(x, c, rev)
         if rev:
             self._warn_if_not_contractive()
             out = fixed_point_inverse(self.residual, x_in, self.fixed_point_iterations)

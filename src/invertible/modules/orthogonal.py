@@ -1,30 +1,32 @@
-"""Orthogonal maps of vectors: a learned rotation with scaling, and products of reflections."""
+"""Orthogonal maps of vectors: a learned rotation with scaling, and products of reflections.
+
+``OrthogonalTransform`` keeps FrEIA's ``forward(x, rev=False, jac=True)`` without ``c``, which
+mypy reports as an incompatible override of ``InvertibleModule.forward``; hence the
+``type: ignore[override]``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ._common import (
-    PARAMETERS,
     Dims,
+    Outputs,
     ShapeList,
-    check_block_inputs,
-    check_condition_tensors,
+    Tensors,
     frozen_parameter,
     is_int,
-    module_reference,
     n_elements,
     require_no_conditions,
     vector_size,
     zero_log_det,
 )
 from ._permutation import householder_product
-from .base import InvertibleModule
+from .base import InvertibleModule, check_tensors
 
 __all__ = [
     "HouseholderPerm",
@@ -92,7 +94,8 @@ def atan_log_scale(scaling: Tensor, clamp: float) -> Tensor:
 
 
 def rotate(x: Tensor, W: Tensor, rev: bool) -> Tensor:
-    """``x @ W`` (``x @ Wᵀ`` when ``rev``) with one ``W`` for all, or one per sample (D20)."""
+    """``x @ W`` (``x @ Wᵀ`` when ``rev``) with one ``W`` for all, or one per sample (a
+    conditional ``HouseholderPerm``; FrEIA's ``mm`` crashed on such a batch of matrices)."""
     matrix = W.transpose(-1, -2) if rev else W
     return torch.matmul(x.unsqueeze(-2), matrix).squeeze(-2)
 
@@ -114,7 +117,12 @@ class OrthogonalTransform(InvertibleModule):
     Forward calls never change the weights (in train or eval mode, with or without grad); only
     a backward pass does, whatever the mode, as in FrEIA.
 
-    Initialisation (Appendix B order): ``back_counter = np.random.randint(0, interval) // 2``;
+    ``exact_inverse`` is ``False``: the reverse assumes orthogonal weights, which training moves
+    away from between the corrections (and a correction runs in a backward hook), so a
+    memory-efficient container cannot recompute the input from the output.
+
+    Initialisation, drawn in FrEIA's order so that a seed gives FrEIA's weights:
+    ``back_counter = np.random.randint(0, interval) // 2``;
     ``W`` = left singular vectors of :math:`A + A^T`, :math:`A` = ``randn(w, w)``;
     ``bias = 0.05 randn(1, w)``; ``scaling = 0.02 randn(1, w)``.
 
@@ -127,6 +135,8 @@ class OrthogonalTransform(InvertibleModule):
     Raises:
         ValueError: not a single vector input, conditions given, or a bad ``correction_interval``.
     """
+
+    exact_inverse = False
 
     def __init__(
         self,
@@ -152,11 +162,9 @@ class OrthogonalTransform(InvertibleModule):
         self.bias = nn.Parameter(0.05 * torch.randn(1, width))
         self.scaling = nn.Parameter(0.02 * torch.randn(1, width))
 
-    def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
-    ) -> Tuple[List[Tensor], Tensor]:
+    def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Rotate, shift and scale (or undo it when ``rev``); log-det always returned, ``(B,)``."""
-        (x_in,) = check_block_inputs(self, x, rev)
+        (x_in,), _ = self._checked(x, None, rev)
         log_scale = atan_log_scale(self.scaling, self.clamp)
         if rev:
             y = (x_in * torch.exp(-log_scale) - self.bias) @ self.weights.t()
@@ -180,28 +188,6 @@ class OrthogonalTransform(InvertibleModule):
 # --- HouseholderPerm -------------------------------------------------------------------------
 
 
-def _fixed_matrix(module: HouseholderPerm, c: Optional[Sequence[Tensor]]) -> Tensor:
-    """The product stored at construction (``fixed=True``)."""
-    return module.W
-
-
-def _learned_matrix(module: HouseholderPerm, c: Optional[Sequence[Tensor]]) -> Tensor:
-    """The product of the learned reflections ``Vs``."""
-    return _fast_h(module.Vs)
-
-
-def _conditional_matrix(module: HouseholderPerm, c: Optional[Sequence[Tensor]]) -> Tensor:
-    """One product per sample from the condition, reshaped to ``(B, w, K)`` and transposed."""
-    if c is None or len(c) != 1:
-        got = "no condition" if not c else f"{len(c)} conditions"
-        raise ValueError(f"The conditional HouseholderPerm needs exactly one condition, got {got}.")
-    vectors = c[0].reshape(-1, module.width, module.n_reflections).transpose(-1, -2)
-    return _fast_h(vectors)
-
-
-MatrixGetter = Callable[["HouseholderPerm", Optional[Sequence[Tensor]]], Tensor]
-
-
 class HouseholderPerm(InvertibleModule):
     r"""An orthogonal map of vectors, a product of ``K`` Householder reflections.
 
@@ -215,7 +201,8 @@ class HouseholderPerm(InvertibleModule):
       parameter under both ``W`` and ``weight`` (the same tensor). As in FrEIA, ``Vs`` stays a
       trainable parameter that is not used;
     * conditional (one condition with ``w·K`` elements): sample b uses the reflections
-      ``c[0][b].reshape(w, K)ᵀ``, i.e. its own :math:`W_b` (D20; FrEIA crashed). No parameters.
+      ``c[0][b].reshape(w, K)ᵀ``, i.e. its own :math:`W_b` (FrEIA crashed here). No parameters;
+      the condition must have the input's dtype and device.
 
     Args:
         dims_in: one vector shape ``[(w,)]``.
@@ -250,24 +237,21 @@ class HouseholderPerm(InvertibleModule):
         self.n_reflections = int(n_reflections)
         self.fixed = bool(fixed)
         self.conditional = len(self.dims_c) > 0
-        self._matrix: MatrixGetter = _conditional_matrix
         if self.conditional:
             self._check_condition()
         else:
             self._init_reflections()
 
     def _init_reflections(self) -> None:
-        """``Vs`` (and, when ``fixed``, ``W``/``weight``) with FrEIA's draws (Appendix B)."""
+        """``Vs`` (and, when ``fixed``, ``W``/``weight``), drawn as FrEIA draws them."""
         shape = (self.width, self.n_reflections)
         # randn(w, K) is the same draw as FrEIA's randn_like(eye(w, K)) of the learned mode
         init = torch.randn(shape) if self.fixed else torch.eye(*shape) + 0.1 * torch.randn(shape)
         self.Vs = nn.Parameter(init.t().contiguous())
-        self._matrix = _learned_matrix
         if self.fixed:
             with torch.no_grad():
                 self.W = frozen_parameter(_fast_h(self.Vs))
             self.weight = self.W  # FrEIA registers the same tensor under both names
-            self._matrix = _fixed_matrix
 
     def _check_condition(self) -> None:
         """One condition with ``width * n_reflections`` elements, and not ``fixed``."""
@@ -287,20 +271,20 @@ class HouseholderPerm(InvertibleModule):
             )
 
     def forward(
-        self,
-        x: Sequence[Tensor],
-        c: Optional[Sequence[Tensor]] = None,
-        rev: bool = False,
-        jac: bool = True,
-    ) -> Tuple[List[Tensor], Tensor]:
+        self, x: Tensors, c: Optional[Tensors] = None, rev: bool = False, jac: bool = True
+    ) -> Outputs:
         """``y = x W`` (``x Wᵀ`` when ``rev``), per sample in conditional mode; log-det 0."""
-        (x_in,) = check_block_inputs(self, x, rev, floating=True)
-        like = module_reference(self)  # None in conditional mode: conditions follow the input
-        cs = check_condition_tensors("HouseholderPerm", c, self.dims_c,
-                                     x_in if like is None else like,
-                                     "the input is" if like is None else PARAMETERS)
-        y = rotate(x_in, self._matrix(self, cs), rev)
+        (x_in,), cs = self._checked(x, c, rev, floating=True)
+        y = rotate(x_in, self._matrix(x_in, cs), rev)
         return [y], zero_log_det(y)
+
+    def _matrix(self, x: Tensor, cs: Tensors) -> Tensor:
+        """``W``: stored (``fixed``), from ``Vs``, or per sample from the condition reshaped to
+        ``(B, w, K)`` and transposed (which must have the input's dtype and device)."""
+        if not self.conditional:
+            return self.W if self.fixed else _fast_h(self.Vs)
+        check_tensors("HouseholderPerm", "condition", cs, self.dims_c, like=x)
+        return _fast_h(cs[0].reshape(-1, self.width, self.n_reflections).transpose(-1, -2))
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape, unchanged (one vector input only)."""

@@ -1,25 +1,31 @@
-"""Reshaping blocks: 2x2 space-to-depth (i-RevNet, Haar wavelets), `Flatten` and `Reshape`."""
+"""Reshaping blocks: 2x2 space-to-depth (i-RevNet, Haar wavelets), `Flatten` and `Reshape`.
+
+All six keep FrEIA's ``forward(x, c=None, jac=True, rev=False)`` (``jac`` before ``rev``), which
+mypy reports as an incompatible override of ``InvertibleModule.forward``; hence the
+``type: ignore[override]`` comments.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
-from typing import Any, Iterable, Optional, Tuple
+from typing import Any, Iterable, Optional
 
 from torch import Tensor
 
 from ._common import (
     Dims,
+    Outputs,
     Shape,
     ShapeList,
-    check_block_inputs,
+    Tensors,
     check_single_input,
     frozen_parameter,
     n_elements,
     zero_log_det,
 )
 from ._reshape_kernels import (
+    check_even_extents,
     check_image_shape,
     haar_kernel,
     haar_wavelet_permutation,
@@ -65,16 +71,18 @@ class IRevNetDownsampling(InvertibleModule):
     Pixel ``k = 2 row + col`` of each 2x2 block of channel ``c`` goes to output channel
     ``4c + k`` (default, a grouped stride-2 conv with the one-hot P̸ ``downsample_kernel``) or
     ``k C + c`` (``legacy_backend=True``, pure reshapes, no state). A permutation: log-det 0.
+    It runs at any even height and width, not only the built one.
 
     References: Jacobsen, Smeulders, Oyallon, "i-RevNet: Deep Invertible Networks", ICLR 2018.
 
     Args:
         dims_in: one image shape ``[(C, H, W)]`` with even ``H`` and ``W``.
-        dims_c: condition shapes; conditions are accepted and ignored.
+        dims_c: condition shapes; conditions are checked and otherwise ignored.
         legacy_backend: use FrEIA's old channel order ``k C + c``.
 
     Raises:
-        ValueError: more than one input, a non-image input or odd spatial sizes.
+        ValueError: more than one input, a non-image input or odd spatial sizes (at build time;
+            at call time for an input of odd height or width).
     """
 
     _upsampling = False  # forward maps image -> blocks; the upsampling subclass swaps
@@ -93,6 +101,7 @@ class IRevNetDownsampling(InvertibleModule):
 
     def _squeeze(self, x: Tensor) -> Tensor:
         """Image to 2x2 blocks stacked on channels, ``(C, H, W) -> (4C, H/2, W/2)``."""
+        x = check_even_extents(type(self).__name__, x)
         if self.legacy_backend:
             return squeeze_interleaved(x)
         return squeeze_grouped(x, self.downsample_kernel)
@@ -103,11 +112,9 @@ class IRevNetDownsampling(InvertibleModule):
             return unsqueeze_interleaved(y)
         return unsqueeze_grouped(y, self.downsample_kernel)
 
-    def forward(
-        self, x: Sequence[Tensor], c: Any = None, jac: bool = True, rev: bool = False
-    ) -> Tuple[Tuple[Tensor], Tensor]:
+    def forward(self, x: Tensors, c: Any = None, jac: bool = True, rev: bool = False) -> Outputs:  # type: ignore[override]
         """Space-to-depth, or its inverse if ``rev`` (FrEIA order: ``jac`` before ``rev``)."""
-        x_in = check_block_inputs(self, x, rev)[0]
+        (x_in,), _ = self._checked(x, c, rev)
         y = self._squeeze(x_in) if rev == self._upsampling else self._unsqueeze(x_in)
         return (y,), zero_log_det(y)
 
@@ -119,12 +126,13 @@ class IRevNetDownsampling(InvertibleModule):
 class IRevNetUpsampling(IRevNetDownsampling):
     """The exact inverse of :class:`IRevNetDownsampling`: ``(4C', H, W) -> (C', 2H, 2W)``.
 
-    Unlike FrEIA, ``dims_in`` holds the real input shape (D12). ``downsample_kernel`` is built
-    for the ``C'`` output channels: ``(4C', 1, 2, 2)``.
+    Unlike FrEIA, ``dims_in`` holds the real input shape (FrEIA stored the output shape there,
+    which broke ``Inverse`` and replacing blocks in a ``SequenceINN``). ``downsample_kernel`` is
+    built for the ``C'`` output channels: ``(4C', 1, 2, 2)``.
 
     Args:
         dims_in: one image shape ``[(4C', H, W)]``.
-        dims_c: condition shapes; conditions are accepted and ignored.
+        dims_c: condition shapes; conditions are checked and otherwise ignored.
         legacy_backend: use FrEIA's old channel order.
     """
 
@@ -138,19 +146,23 @@ class HaarDownsampling(InvertibleModule):
     w1 = p00-p01+p10-p11, w2 = p00+p01-p10-p11, w3 = p00-p01-p10+p11, each times
     ``fac_fwd = rebalance / 2``. Output channel ``4c + w``, or ``w C + c`` with
     ``order_by_wavelet``. The reverse is the transposed conv of ``fac_rev y``,
-    ``fac_rev = 1 / (2 rebalance)``. Log-det ``numel * ln|rebalance|`` per sample (forward).
+    ``fac_rev = 1 / (2 rebalance)``. Log-det ``numel * ln|rebalance|`` per sample (forward). It
+    runs at any even height and width, not only the built one.
 
     Args:
         dims_in: one image shape ``[(C, H, W)]`` with even ``H`` and ``W``.
-        dims_c: condition shapes; conditions are accepted and ignored.
+        dims_c: condition shapes; conditions are checked and otherwise ignored.
         order_by_wavelet: put all averages first, then all w1 bands, ...
         rebalance: scales the output, trading off against the log-det; not 0.
 
     Raises:
-        ValueError: ``rebalance == 0``, more than one input, a non-image input, odd sizes.
+        ValueError: ``rebalance == 0``, more than one input, a non-image input, odd sizes (at
+            build time; at call time for an input of odd height or width).
     """
 
     _upsampling = False
+    perm: Tensor  # the band order and its inverse, buffers when ``order_by_wavelet``
+    perm_inv: Tensor
 
     def __init__(
         self,
@@ -178,7 +190,7 @@ class HaarDownsampling(InvertibleModule):
 
     def _to_bands(self, x: Tensor) -> Tensor:
         """Image to scaled Haar bands (ordered by wavelet if ``permute``)."""
-        bands = squeeze_grouped(x, self.haar_weights)
+        bands = squeeze_grouped(check_even_extents(type(self).__name__, x), self.haar_weights)
         if self.permute:
             bands = bands.index_select(1, self.perm)
         return bands * self.fac_fwd
@@ -189,15 +201,13 @@ class HaarDownsampling(InvertibleModule):
             y = y.index_select(1, self.perm_inv)
         return unsqueeze_grouped(y * self.fac_rev, self.haar_weights)
 
-    def forward(
-        self, x: Sequence[Tensor], c: Any = None, jac: bool = True, rev: bool = False
-    ) -> Tuple[Tuple[Tensor], Tensor]:
+    def forward(self, x: Tensors, c: Any = None, jac: bool = True, rev: bool = False) -> Outputs:  # type: ignore[override]
         """Haar transform, or its inverse when ``rev`` (FrEIA's order: ``jac`` before ``rev``)."""
-        x_in = check_block_inputs(self, x, rev)[0]
+        (x_in,), _ = self._checked(x, c, rev)
         to_bands = rev == self._upsampling
         y = self._to_bands(x_in) if to_bands else self._from_bands(x_in)
         per_element = self.jac_fwd if to_bands else self.jac_rev
-        return (y,), zero_log_det(y) + n_elements(x_in.shape[1:]) * per_element
+        return (y,), zero_log_det(y) + math.prod(x_in.shape[1:]) * per_element
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """``[(4C, H/2, W/2)]`` (``[(C/4, 2H, 2W)]`` for the upsampling subclass)."""
@@ -207,12 +217,13 @@ class HaarDownsampling(InvertibleModule):
 class HaarUpsampling(HaarDownsampling):
     """The exact inverse of :class:`HaarDownsampling`: ``(4C', H, W) -> (C', 2H, 2W)``.
 
-    ``dims_in`` holds the real input shape (D12); ``haar_weights`` is ``(4C', 1, 2, 2)``; the
-    factor and log-det attributes keep their downsampling meaning, as in FrEIA.
+    ``dims_in`` holds the real input shape (not the output shape, as in FrEIA);
+    ``haar_weights`` is ``(4C', 1, 2, 2)``; the factor and log-det attributes keep their
+    downsampling meaning, as in FrEIA.
 
     Args:
         dims_in: one image shape ``[(4C', H, W)]``.
-        dims_c: condition shapes; conditions are accepted and ignored.
+        dims_c: condition shapes; conditions are checked and otherwise ignored.
         order_by_wavelet: the input's channels are ordered by wavelet band.
         rebalance: as in :class:`HaarDownsampling`.
     """
@@ -220,13 +231,28 @@ class HaarUpsampling(HaarDownsampling):
     _upsampling = True
 
 
+def reshaped(block: InvertibleModule, x: Tensors, c: Any, rev: bool, target: Shape) -> Outputs:
+    """``Flatten``'s and ``Reshape``'s call: the checked input reshaped to ``(B, *target)``.
+
+    ``reshape``, not ``view`` (which FrEIA's ``Flatten`` used): it also takes non-contiguous
+    inputs.
+    """
+    (x_in,), _ = block._checked(x, c, rev)
+    y = x_in.reshape(x_in.shape[0], *target)
+    return (y,), zero_log_det(y)
+
+
 class Flatten(InvertibleModule):
     """Flatten each sample to a vector: ``(...) -> (prod,)``; log-det 0.
 
+    The output size fixes the input's extents (``fixed_size``): inputs must have ``dims_in``.
+
     Args:
         dims_in: one input shape.
-        dims_c: condition shapes; conditions are accepted and ignored.
+        dims_c: condition shapes; conditions are checked and otherwise ignored.
     """
+
+    fixed_size = True
 
     def __init__(self, dims_in: Dims, dims_c: OptDims = None) -> None:
         super().__init__(dims_in, dims_c)
@@ -234,14 +260,9 @@ class Flatten(InvertibleModule):
         self.input_shape = self.dims_in[0]
         self.output_shape = (n_elements(self.input_shape),)
 
-    def forward(
-        self, x: Sequence[Tensor], c: Any = None, jac: bool = True, rev: bool = False
-    ) -> Tuple[Tuple[Tensor], Tensor]:
-        """``reshape`` (not ``view``, D15) to the flat or the original shape."""
-        target = self.input_shape if rev else self.output_shape
-        x_in = check_block_inputs(self, x, rev)[0]
-        y = x_in.reshape(x_in.shape[0], *target)
-        return (y,), zero_log_det(y)
+    def forward(self, x: Tensors, c: Any = None, jac: bool = True, rev: bool = False) -> Outputs:  # type: ignore[override]
+        """Reshape to the flat or (``rev``) the original shape."""
+        return reshaped(self, x, c, rev, self.input_shape if rev else self.output_shape)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """``[(prod,)]``."""
@@ -271,15 +292,19 @@ def target_shape(output_dims: Any, target_dim: Any) -> Shape:
 class Reshape(InvertibleModule):
     """Reshape each sample to ``output_dims`` (batch excluded); log-det 0.
 
+    The target fixes the input's extents (``fixed_size``): inputs must have ``dims_in``.
+
     Args:
         dims_in: one input shape.
-        dims_c: condition shapes; conditions are accepted and ignored.
+        dims_c: condition shapes; conditions are checked and otherwise ignored.
         output_dims: the target shape, with the same number of elements as the input.
         target_dim: deprecated name of ``output_dims`` (warns ``UserWarning``).
 
     Raises:
         ValueError: no target, a different element count, or more than one input.
     """
+
+    fixed_size = True
 
     def __init__(
         self,
@@ -300,16 +325,12 @@ class Reshape(InvertibleModule):
                 f"elements) to {self.target_dim}: the number of elements must stay the same."
             )
 
-    def forward(
-        self, x: Sequence[Tensor], c: Any = None, jac: bool = True, rev: bool = False
-    ) -> Tuple[Tuple[Tensor], Tensor]:
+    def forward(self, x: Tensors, c: Any = None, jac: bool = True, rev: bool = False) -> Outputs:  # type: ignore[override]
         """``reshape(B, *target_dim)``, or back to ``reshape(B, *size)`` when ``rev``."""
-        target = self.size if rev else self.target_dim
-        x_in = check_block_inputs(self, x, rev)[0]
-        y = x_in.reshape(x_in.shape[0], *target)
-        return (y,), zero_log_det(y)
+        return reshaped(self, x, c, rev, self.size if rev else self.target_dim)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
-        """``[target_dim]`` as a tuple (D14)."""
+        """``[target_dim]``: a list holding a tuple, as every block's shapes (FrEIA returned the
+        bare tuple or echoed the user's list)."""
         check_single_input("Reshape", list(input_dims))
         return [self.target_dim]
