@@ -54,8 +54,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .framework._calling import call_module, normalise_log_det
-from .modules._common import zero_log_det
+from .distributions._flow_calls import run_inn
 from .modules.base import InvertibleModule
 from .modules.inverse import Inverse
 from .utils import output_dims_compatible
@@ -120,11 +119,11 @@ def condition_shapes(inn: nn.Module) -> Optional[List[Shape]]:
     inner = _inner(inn)
     if not isinstance(inner, InvertibleModule):
         return None
-    picks = getattr(inner, "conditions", None)
-    if not (hasattr(inner, "module_list") and isinstance(picks, list)):
+    modules, picks = getattr(inner, "module_list", None), getattr(inner, "conditions", None)
+    if not (isinstance(modules, nn.ModuleList) and isinstance(picks, list)):
         return list(inner.dims_c)
     found: Dict[int, Shape] = {}
-    for module, k in zip(inner.module_list, picks):
+    for module, k in zip(modules, picks):
         if k is not None and k not in found:
             shapes = condition_shapes(module)  # a nested container declares no dims_c
             if shapes:
@@ -155,7 +154,7 @@ class ExportAdapter(nn.Module):
     """One direction of an INN as a module of flat tensors: ``(*x, *c) -> (*z, log_det)``.
 
     The first ``n_inputs`` positional tensors are the data, the rest the conditions; the
-    network is called with FrEIA's convention (``c`` only when there are conditions). The
+    network is called with FrEIA's tuple convention (``c`` only when there are conditions). The
     log-det is returned as a ``(batch,)`` tensor, zeros if the network returned ``None``. The
     network is the child ``inn`` (state_dict keys ``inn.*``).
 
@@ -185,14 +184,11 @@ class ExportAdapter(nn.Module):
 
     def forward(self, *tensors: Tensor) -> Tuple[Tensor, ...]:
         """Run the network on ``(*inputs, *conditions)``; return ``(*outputs, log_det)``."""
-        xs = tuple(tensors[: self.n_inputs])
         cs = list(tensors[self.n_inputs :])
-        out, log_det = call_module(self.inn, xs, cs if cs else None, self.rev, self.jac)
-        outs = (out,) if isinstance(out, Tensor) else tuple(out)
+        outs, log_det = run_inn(self.inn, tensors[: self.n_inputs], cs or None, self.rev, self.jac)
         if not self.jac:
             return outs
-        log_det = normalise_log_det(log_det, outs[0], type(self.inn).__name__, True)
-        return (*outs, zero_log_det(outs[0]) if log_det is None else log_det)
+        return (*outs, outs[0].new_zeros(outs[0].shape[0]) if log_det is None else log_det)
 
 
 def _as_tensors(value: object, what: str) -> Tuple[Tensor, ...]:
@@ -352,15 +348,15 @@ def solve_triangular_by_substitution(
             A.mT, B.mT, upper=not upper, unitriangular=unitriangular
         ).mT
     n = A.shape[-1]
-    rows: List[Optional[Tensor]] = [None] * n
+    rows: Dict[int, Tensor] = {}
     for i in range(n - 1, -1, -1) if upper else range(n):
         done = range(i + 1, n) if upper else range(i)
         acc = B[..., i, :]
         if len(done) > 0:
-            known = torch.stack([rows[j] for j in done], dim=-2)  # type: ignore[misc]
+            known = torch.stack([rows[j] for j in done], dim=-2)
             acc = acc - (A[..., i, done[0] : done[-1] + 1].unsqueeze(-1) * known).sum(dim=-2)
         rows[i] = acc if unitriangular else acc / A[..., i, i : i + 1]
-    return torch.stack(rows, dim=-2)  # type: ignore[arg-type]
+    return torch.stack([rows[i] for i in range(n)], dim=-2)
 
 
 #: ATen ops without an ONNX translation, rewritten in exportable ops before conversion.
@@ -392,21 +388,35 @@ def exporter_failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"[:1500]
 
 
+class _Options(NamedTuple):
+    """How :func:`to_onnx` calls ``torch.onnx.export``."""
+
+    dynamo: bool
+    dynamic: bool
+    opset: Optional[int]
+    verbose: bool
+    external_data: bool
+
+
 def _export(adapter: ExportAdapter, args: Tuple[Tensor, ...], path: Path,
-            names: Tuple[List[str], List[str]], dynamic: bool, options: Dict[str, object]
-            ) -> None:
+            names: Tuple[List[str], List[str]], options: _Options) -> None:
     """Export with ``torch.onnx.export``, the batch axis dynamic in either exporter's terms."""
-    kwargs: Dict[str, object] = {"input_names": names[0], "output_names": names[1], **options}
-    if kwargs.pop("dynamo"):
+    inputs, outputs = names
+    if options.dynamo:
         batch = torch.export.Dim("batch")
-        shapes = (tuple({0: batch} for _ in args),) if dynamic else None  # forward(*tensors)
+        shapes = (tuple({0: batch} for _ in args),) if options.dynamic else None  # one *tensors
         program = _exported_program(adapter, args, shapes)
-        torch.onnx.export(program, args, str(path), dynamo=True, dynamic_shapes=shapes, **kwargs)
+        torch.onnx.export(
+            program, args, str(path), input_names=inputs, output_names=outputs,
+            opset_version=options.opset, verbose=options.verbose, dynamo=True,
+            dynamic_shapes=shapes, external_data=options.external_data,
+        )
         return
-    if dynamic:
-        kwargs["dynamic_axes"] = {name: {0: "batch"} for name in names[0] + names[1]}
-    kwargs.pop("external_data")
-    torch.onnx.export(adapter, args, str(path), dynamo=False, **kwargs)
+    axes = {name: {0: "batch"} for name in inputs + outputs} if options.dynamic else None
+    torch.onnx.export(
+        adapter, args, str(path), input_names=inputs, output_names=outputs,
+        opset_version=options.opset, verbose=options.verbose, dynamo=False, dynamic_axes=axes,
+    )
 
 
 def to_onnx(
@@ -468,14 +478,14 @@ def to_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     big = sum(t.numel() * t.element_size() for t in [*inn.parameters(), *inn.buffers()]) > 2**30
-    options = {"dynamo": EXPORTERS[exporter], "opset_version": opset, "verbose": verbose,
-               "external_data": big if external_data is None else bool(external_data)}
+    options = _Options(EXPORTERS[exporter], dynamic_batch, opset, verbose,
+                       big if external_data is None else bool(external_data))
     with eval_mode(adapter), torch.no_grad():
         n_outputs = len(adapter(*xs, *cs)) - int(bool(jac))
         names = io_names(len(xs), n_outputs, len(cs), direction, jac)
         try:
             with _quiet_exporter(verbose):
-                _export(adapter, xs + cs, path, names, dynamic_batch, options)
+                _export(adapter, xs + cs, path, names, options)
         except Exception as error:
             raise RuntimeError(
                 f"to_onnx: the {exporter} exporter failed on {type(inn).__name__} "
