@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, TextIO
+from typing import Callable, List, Optional, TextIO, Union
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +14,7 @@ from ._progress import ProgressBar
 __all__ = ["TrainLog", "fit"]
 
 LossFn = Callable[[Tensor], Tensor]
-EvalFn = Callable[[], float]
+EvalFn = Callable[[], Union[float, Tensor]]
 
 
 @dataclass

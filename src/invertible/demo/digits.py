@@ -116,8 +116,8 @@ def conv_subnet(c_in: int, c_out: int) -> nn.Module:
         nn.ReLU(),
         nn.Conv2d(HIDDEN, c_out, 3, padding=1),
     )
-    nn.init.zeros_(net[-1].weight)
-    nn.init.zeros_(net[-1].bias)
+    for parameter in net[-1].parameters():
+        nn.init.zeros_(parameter)
     return net
 
 
@@ -134,11 +134,11 @@ def make_digits_flow(blocks: int = 4) -> GraphINN:
     x = InputNode(*SHAPE, name="image")
     node = _coupling_stack(Node(x, HaarDownsampling, {}, name="haar1"), blocks, 1)
     split = Node(node, Split, {"section_sizes": [2, 2], "dim": 0}, name="split")
-    node = Node(split.out1, HaarDownsampling, {}, name="haar2")
+    node = Node((split, 1), HaarDownsampling, {}, name="haar2")
     node = _coupling_stack(node, blocks, 2)
-    early = Node(split.out0, Flatten, {}, name="flatten1")
+    early = Node((split, 0), Flatten, {}, name="flatten1")
     late = Node(node, Flatten, {}, name="flatten2")
-    z = Node([early.out0, late.out0], Concat, {"dim": 0}, name="concat")
+    z = Node([early, late], Concat, {"dim": 0}, name="concat")
     OutputNode(z, name="z")
     return GraphINN(collect_nodes(x))
 

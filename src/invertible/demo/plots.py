@@ -78,7 +78,7 @@ def _histograms(
         low = both.min()
         bins = np.linspace(low, low + 2 * (np.percentile(normal, 99.5) - low), 60)
     for scores, label, colour in zip((normal, anomalous), labels, (NORMAL_COLOUR, ANOMALY_COLOUR)):
-        axes.hist(np.clip(scores, None, bins[-1]), bins=bins, density=True, alpha=0.55,
+        axes.hist(np.clip(scores, None, bins[-1]), bins=bins.tolist(), density=True, alpha=0.55,
                   color=colour, label=f"{label} (n={len(scores)})")
     axes.set_xlabel(f"anomaly score = NLL ({unit})")
     axes.set_ylabel("density")

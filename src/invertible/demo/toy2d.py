@@ -63,8 +63,8 @@ def mlp_subnet(c_in: int, c_out: int) -> nn.Module:
     net = nn.Sequential(
         nn.Linear(c_in, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, c_out)
     )
-    nn.init.zeros_(net[-1].weight)
-    nn.init.zeros_(net[-1].bias)
+    for parameter in net[-1].parameters():
+        nn.init.zeros_(parameter)
     return net
 
 
