@@ -15,7 +15,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +50,7 @@ def _run(flow: nn.Module, x: Tensor, c: Optional[Tensor], rev: bool = False,
     return out, log_det
 
 
-def nll(flows: Sequence[nn.Module], data: Data) -> Tensor:
+def nll(flows: Iterable[nn.Module], data: Data) -> Tensor:
     """Standard-normal negative log-likelihood per dimension, summed over the flows."""
     total = torch.zeros((), device=data[0][0].device)
     for flow, (x, c) in zip(flows, data):
@@ -66,7 +66,7 @@ def _adam(module: nn.Module) -> torch.optim.Optimizer:
 
 
 def flow_ops(flows: nn.ModuleList, data: Data,
-             compile_fn: Optional[Callable[[nn.Module], nn.Module]] = None) -> Dict[str, Op]:
+             compile_fn: Optional[Callable[..., Any]] = None) -> Dict[str, Op]:
     """The three operations on ``flows`` (optionally each flow wrapped by ``compile_fn``)."""
     runners = [compile_fn(f) if compile_fn is not None else f for f in flows]
     opt = _adam(flows)

@@ -34,17 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 __all__ = ["main"]
 
 HERE = Path(__file__).resolve().parent
-FOUR_GIB = str(4 << 30)
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": FOUR_GIB, "MALLOC_TRIM_THRESHOLD_": FOUR_GIB}
 Impls = Dict[str, Dict[str, Any]]
-
-
-def ensure_malloc_env() -> None:
-    """Re-execute with glibc's mmap/trim thresholds at 4 GiB unless they are set already."""
-    if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
-        return
-    env = {"KINETO_LOG_LEVEL": "6", **os.environ, **MALLOC_ENV}
-    os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]], env)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -193,5 +183,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    ensure_malloc_env()
+    sys.path.insert(0, str(HERE))
+    from malloc_env import ensure_malloc_env
+
+    ensure_malloc_env(__file__, sys.argv[1:])
     main()

@@ -6,7 +6,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -84,7 +84,7 @@ def _mem(entry: Optional[Dict[str, object]]) -> str:
     return f"{entry['peak_mem_mb']:.1f}"
 
 
-def format_table(results: Dict[str, Dict[str, object]], compiled: bool) -> str:
+def format_table(results: Dict[str, Dict[str, Any]], compiled: bool) -> str:
     """One row per workload and operation (and per compiled variant when asked)."""
     head = (f"{'work':<4} {'op':<14} {'FrEIA ms (IQR)':>17} {'invertible ms (IQR)':>20} "
             f"{'floor ms':>15} {'inv/FrEIA':>9} {'FrEIA/fl':>8} {'inv/fl':>7}  "
@@ -92,9 +92,9 @@ def format_table(results: Dict[str, Dict[str, object]], compiled: bool) -> str:
     lines = [head, "-" * len(head)]
     suffixes = ["", "+compile"] if compiled else [""]
     for name, res in results.items():
-        impls: Dict[str, Dict[str, Dict[str, object]]] = res["impls"]  # type: ignore[assignment]
+        impls: Dict[str, Dict[str, Dict[str, object]]] = res["impls"]
         for suffix in suffixes:
-            for op, ratios in res["ratios"].items():  # type: ignore[union-attr]
+            for op, ratios in res["ratios"].items():
                 f, i = impls.get("freia" + suffix, {}), impls.get("invertible" + suffix, {})
                 fl = impls.get("floor", {})
                 r = ratios if not suffix else res["ratios_compiled"].get(op, {})
@@ -104,7 +104,7 @@ def format_table(results: Dict[str, Dict[str, object]], compiled: bool) -> str:
                     f"{_num(r.get('freia/floor')):>8} {_num(r.get('invertible/floor')):>7}  "
                     f"{_mem(f.get(op)) + ' / ' + _mem(i.get(op)) + ' / ' + _mem(fl.get(op)):>24}"
                 )
-        for impl, msg in res.get("errors", {}).items():  # type: ignore[union-attr]
+        for impl, msg in res.get("errors", {}).items():
             lines.append(f"{name:<4} {impl} failed: {msg}")
     return "\n".join(lines)
 

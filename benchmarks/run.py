@@ -24,25 +24,8 @@ __all__ = ["main"]
 
 HERE = Path(__file__).resolve().parent
 MARKER = "invertible-benchmark-suite"
-FOUR_GIB = str(4 << 30)
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": FOUR_GIB, "MALLOC_TRIM_THRESHOLD_": FOUR_GIB}
-REEXEC_FLAG = "INVERTIBLE_BENCH_REEXEC"
 QUICK_WORKLOADS = ("W1", "W3")
 Result = Dict[str, Any]
-
-
-def ensure_malloc_env(argv: Sequence[str]) -> None:
-    """Re-exec this script with glibc's mmap/trim thresholds at 4 GiB unless already set.
-
-    Without them glibc hands large freed blocks back to the kernel and every step pays page
-    faults for its activations again, which adds noise that depends on the allocation pattern.
-    """
-    if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()) or os.environ.get(REEXEC_FLAG):
-        return
-    env = {"KINETO_LOG_LEVEL": "6", **os.environ, **MALLOC_ENV, REEXEC_FLAG: "1"}
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv], env)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -319,5 +302,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    ensure_malloc_env(sys.argv[1:])
+    sys.path.insert(0, str(HERE))
+    from malloc_env import ensure_malloc_env
+
+    ensure_malloc_env(__file__, sys.argv[1:])
     sys.exit(main())
