@@ -20,7 +20,7 @@ from invertible.modules import InvertibleModule
 from invertible.modules.coupling_layers import GLOWCouplingBlock
 from invertible.modules.fixed_transforms import FixedLinearTransform
 from invertible.modules.graph_topology import Concat, Split
-from subnets import dense_subnet
+from subnets import conv1x1_subnet, dense_subnet
 
 F64 = torch.float64
 M = torch.tensor([[2.0, 0.5, 0.0], [0.0, 1.5, -0.3], [0.4, 0.0, 0.8]], dtype=F64)
@@ -307,6 +307,29 @@ def test_n_must_match_the_condition_batch() -> None:
         FlowDistribution(inn).sample(5, c=torch.zeros(3, 2, dtype=F64))
     with pytest.raises(TypeError, match="c must be a tensor"):
         FlowDistribution(inn).log_prob(torch.zeros(3, 2), c="class 1")
+
+
+def test_a_fully_convolutional_flow_scores_images_of_another_size() -> None:
+    """Built for (4, 8, 8) with 1x1-conv subnets, every pixel is transformed on its own, so the
+    log-density of a (4, 8, 8) image is the sum of those of its four (4, 4, 4) quadrants."""
+    torch.manual_seed(0)
+    inn = SequenceINN(4, 8, 8)
+    inn.append(GLOWCouplingBlock, subnet_constructor=conv1x1_subnet)
+    inn.append(GLOWCouplingBlock, subnet_constructor=conv1x1_subnet)
+    dist = FlowDistribution(inn.to(F64))
+    x = torch.randn(3, 4, 8, 8, dtype=F64)
+    quadrants = [x[:, :, i : i + 4, j : j + 4] for i in (0, 4) for j in (0, 4)]
+    whole = dist.log_prob(x)
+    assert torch.allclose(whole, sum(dist.log_prob(q) for q in quadrants), atol=1e-10)
+    assert dist.n_dims == 256
+    small = quadrants[0]
+    bits = -dist.log_prob(small) / (64 * math.log(2.0))  # D of the (4, 4, 4) data, not 256
+    assert torch.allclose(dist.bits_per_dim(small, reduction="none"), bits)
+    with pytest.raises(ValueError, match=r"x\[0\] must have shape \(batch, \*\(4, 8, 8\)\) \(any"):
+        dist.log_prob(torch.randn(3, 2, 8, 8, dtype=F64))  # the channel count is fixed
+    fixed_base = FlowDistribution(inn, base=StandardNormalDistribution(4, 8, 8, dtype=F64))
+    with pytest.raises(ValueError, match=r"z\[0\] must have shape \(batch, \*\(4, 8, 8\)\), got"):
+        fixed_base.log_prob(small)  # a custom base keeps its event shape
 
 
 def test_bad_data_arguments() -> None:

@@ -76,8 +76,14 @@ def check_base(base: Any, shape: Shape, k: int) -> Any:
     return base
 
 
-def data_tuple(value: Tensors, shapes: List[Shape], what: str) -> Tuple[Tensor, ...]:
+def data_tuple(
+    value: Tensors, shapes: List[Shape], what: str, fixed: bool = False
+) -> Tuple[Tensor, ...]:
     """``value`` as one ``(B, *shape)`` tensor per entry of ``shapes``, all with the same ``B``.
+
+    For an image shape ``(C, *S)`` only the rank and the channel count ``C`` are checked unless
+    ``fixed``: a fully convolutional flow runs at any image size, and a block whose parameters
+    fix the extents checks them itself. Vector shapes ``(d,)`` are always checked exactly.
 
     Raises:
         TypeError: not a tensor or a list/tuple of tensors.
@@ -95,9 +101,11 @@ def data_tuple(value: Tensors, shapes: List[Shape], what: str) -> Tuple[Tensor, 
             f"s in {shapes}, got {len(values)}."
         )
     for k, (v, shape) in enumerate(zip(values, shapes)):
-        if tuple(v.shape[1:]) != shape or v.dim() != len(shape) + 1:
+        n = len(shape) if fixed or len(shape) < 2 else 1  # the leading dims that must match
+        if v.dim() != len(shape) + 1 or tuple(v.shape[1 : n + 1]) != shape[:n]:
+            extents = "" if n == len(shape) else " (any extents after the channel axis)"
             raise ValueError(
-                f"FlowDistribution: {what}[{k}] must have shape (batch, *{shape}), got "
+                f"FlowDistribution: {what}[{k}] must have shape (batch, *{shape}){extents}, got "
                 f"{tuple(v.shape)}."
             )
     if len({v.shape[0] for v in values}) > 1:

@@ -50,8 +50,11 @@ class FlowDistribution(nn.Module):
 
     Data ``x`` is one tensor ``(B, *shape)`` per network input (a bare tensor for one input);
     :meth:`sample` returns the same. Conditions ``c`` are a tensor or a list, passed on to the
-    network as ``c=[...]`` (omitted when ``None``). :attr:`n_dims` is the number of scalars of one
-    sample over all inputs, the normaliser of :meth:`bits_per_dim` (see :mod:`invertible.metrics`).
+    network as ``c=[...]`` (omitted when ``None``). Images may have other extents than the network
+    was built with wherever the network accepts them (a fully convolutional flow does); sampling
+    draws at the built size. :attr:`n_dims` is the number of scalars of one sample at the built
+    size; :meth:`bits_per_dim` normalises by that of the data it gets (see
+    :mod:`invertible.metrics`).
 
     It is an ``nn.Module`` holding ``inn`` as child ``inn`` (``parameters()``, ``.to()``,
     ``state_dict`` keys ``inn.*``); ``forward(x, c)`` is :meth:`log_prob`. Custom bases are not
@@ -100,7 +103,7 @@ class FlowDistribution(nn.Module):
 
     @property
     def n_dims(self) -> int:
-        """Scalars per sample, summed over all inputs: the ``D`` of bits/dim."""
+        """Scalars per sample at the built size, summed over all inputs (the ``D`` of bits/dim)."""
         return metrics.count_dims(self.input_shapes)
 
     def forward(self, x: Tensors, c: Any = None) -> Tensor:
@@ -130,7 +133,8 @@ class FlowDistribution(nn.Module):
 
     def base_log_prob(self, z: Tensors) -> Tensor:
         """Summed base log-density of the latents ``z`` (one tensor per output), ``(batch,)``."""
-        zs = data_tuple(z, self.output_shapes, "z")
+        fixed = any(b is not None for b in self.bases)  # a custom base has a fixed event shape
+        zs = data_tuple(z, self.output_shapes, "z", fixed)
         total = zs[0].new_zeros(zs[0].shape[0])
         for k, (zk, base) in enumerate(zip(zs, self.bases)):
             lp = standard_normal_log_prob(zk) if base is None else base.log_prob(zk)
@@ -156,10 +160,11 @@ class FlowDistribution(nn.Module):
     ) -> Tensor:
         r"""Bits per dimension: :math:`-\log p(x) / (D \ln 2) + \log_2(n_{bins}/w)`.
 
-        ``D`` is :attr:`n_dims`. For discrete data give ``n_bins`` (256 for 8-bit images):
-        the data are assumed dequantised as in :func:`invertible.metrics.dequantize`,
-        ``x = w (k + u) / n_bins + b`` (``data_width`` ``w = 1`` for :math:`[0, 1)`), which
-        adds :math:`\log_2(n_{bins}/w)` bits (``-ln(n_bins/w)`` nats of log-likelihood per dim).
+        ``D`` is the number of scalars of one sample of ``x``. For discrete data give ``n_bins``
+        (256 for 8-bit images): the data are assumed dequantised as in
+        :func:`invertible.metrics.dequantize`, ``x = w (k + u) / n_bins + b`` (``data_width``
+        ``w = 1`` for :math:`[0, 1)`), which adds :math:`\log_2(n_{bins}/w)` bits
+        (``-ln(n_bins/w)`` nats of log-likelihood per dim).
         Any other invertible preprocessing (e.g. logit) belongs into ``inn`` so its log-det counts.
 
         Args:
@@ -169,7 +174,9 @@ class FlowDistribution(nn.Module):
             data_width: width of the interval the levels were scaled to (only with ``n_bins``).
             reduction: ``"mean"``, ``"sum"`` or ``"none"`` over the batch.
         """
-        return metrics.bits_per_dim(self.log_prob(x, c), self.n_dims, n_bins, data_width, reduction)
+        xs = data_tuple(x, self.input_shapes, "x")
+        n_dims = metrics.count_dims([tuple(t.shape[1:]) for t in xs])
+        return metrics.bits_per_dim(self.log_prob(xs, c), n_dims, n_bins, data_width, reduction)
 
     @torch.no_grad()
     def sample(
