@@ -6,15 +6,16 @@ and in float64, then:
 
 (a) the ``state_dict`` keys, shapes and dtypes must agree (a row's ``differs`` names the keys where
     PyPI 0.2 legitimately stores something else, and these must really differ);
-(b) the same seeds must give the same parameters (Appendix B), unless ``rng`` is ``None``, where
+(b) the same seeds must give the same parameters (FrEIA's order of random draws), unless ``rng``
+    is ``None``, where
     the row's note says how PyPI 0.2 draws differently;
 (c) FrEIA's ``state_dict`` (after one forward call, so data-initialised blocks are initialised, and
     with its learned parameters perturbed, so nothing is at its trivial init) loads strictly into
     an ``invertible`` block built from another seed, and outputs and log-dets agree to 1e-10 in
     both directions; where ``differs`` is empty, ours loads back into FrEIA too.
 
-PyPI 0.2 is older than the FrEIA HEAD the spec follows. Its ``AllInOneBlock`` clamps with
-``κ tanh(a)`` instead of HEAD's ``κ tanh(a/κ)`` (§6.2.5); ``legacy_clamp=True`` reproduces the
+PyPI 0.2 is older than the FrEIA HEAD this package follows. Its ``AllInOneBlock`` clamps with
+``κ tanh(a)`` instead of HEAD's ``κ tanh(a/κ)``; ``legacy_clamp=True`` reproduces the
 old formula on a loaded HEAD block by scaling the subnet's scale rows by κ, which shows that the
 clamp is the only numerical difference.
 """
@@ -70,9 +71,10 @@ OURS: Dict[str, type] = {
 OURS.update(Split1D=graph_topology.Split1D, Concat1d=graph_topology.Concat1d)
 OURS_NS = SimpleNamespace(**OURS)
 
-#: In ``invertible.modules.__all__`` but absent from FrEIA 0.2 (it has no splines at all).
+#: In ``invertible.modules.__all__`` but absent from FrEIA 0.2 (it has no splines at all, and
+#: its coupling base is the private ``_BaseCouplingBlock``).
 NOT_IN_PYPI = {"ElementwiseRationalQuadraticSpline", "LinearSpline", "RationalQuadraticSpline",
-               "Inverse"}
+               "Inverse", "CouplingBlock"}
 
 
 def emulate_pypi_clamp(block: nn.Module) -> None:
@@ -109,7 +111,8 @@ class Row:
     rng: Optional[float] = 0.0  # max |ours - theirs| of same-seed parameters; None: draws differ
     differs: Tuple[str, ...] = ()  # keys whose presence, shape or dtype differ (on purpose)
     missing: Tuple[str, ...] = ()  # keys of ours that a PyPI-0.2 checkpoint lacks
-    rev_log_det: str = "equal"  # or "negated" (FrEIA forgot the sign, D17) or "skip" (D21)
+    rev_log_det: str = "equal"  # or "negated" (FrEIA forgot the sign) or "skip" (FrEIA's
+    # reverse log-det is a fresh random estimate)
     adapt: Optional[Callable[[nn.Module], None]] = None  # applied to ours after loading
     conditions: Optional[Callable[[torch.Generator], List[Tensor]]] = None
     float64_default: bool = False  # FrEIA 0.2 builds internal tensors in the default dtype
@@ -141,7 +144,7 @@ ROWS: List[Row] = [
     Row("AllInOneBlock", V, {**DENSE, "permute_soft": True, "learned_householder_permutation": 2,
                              "reverse_permutation": True}, **AIO_SOFT),
     Row("AllInOneBlock", IMG, {**CONV, "learned_householder_permutation": 2}, IC,
-        adapt=emulate_pypi_clamp, rng=None, note=HARD + " (w_0 one-hot; HEAD crashes: D19)"),
+        adapt=emulate_pypi_clamp, rng=None, note=HARD + " (w_0 one-hot; HEAD crashes there)"),
     *[Row(n, V, DENSE) for n in ("NICECouplingBlock", "RNVPCouplingBlock", "GLOWCouplingBlock",
                                  "GINCouplingBlock", "AffineCouplingOneSided")],
     Row("NICECouplingBlock", IMG, CONV, IC),
@@ -158,21 +161,21 @@ ROWS: List[Row] = [
         note="PyPI 0.2 keeps b=None as a plain float: no `b` key (HEAD: 0-dim buffer)"),
     Row("Fixed1x1Conv", IMG, {"M": M3}),
     Row("InvertibleSigmoid", V),
-    Row("InvertibleSigmoid", IMG, note="FrEIA sums the log-det over dim 1 only (D16)"),
+    Row("InvertibleSigmoid", IMG, note="FrEIA sums the log-det over dim 1 only"),
     Row("ActNorm", V, differs=("scale", "bias", "log_scale", "loc", "is_initialized"),
-        note="PyPI 0.2: `scale`, `bias` with z = x e^scale + bias (§6.5.1), converted on load"),
+        note="PyPI 0.2: `scale`, `bias` with z = x e^scale + bias, converted on load"),
     Row("ActNorm", IMG, differs=("scale", "bias", "log_scale", "loc", "is_initialized")),
     Row("IResNetLayer", V, {"hutchinson_samples": 2}, VC, rev_log_det="skip",
-        note="reverse log-det: FrEIA evaluates the series at z with fresh noise (D21)"),
+        note="reverse log-det: FrEIA evaluates the series at z with fresh noise"),
     Row("IResNetLayer", IMG, {"internal_size": 4}, rev_log_det="skip"),
     Row("InvAutoAct", V),
     Row("InvAutoAct", IMG, {"slope_init": 1.5}),
     Row("InvAutoActFixed", V),
     Row("InvAutoActTwoSided", IMG),
     Row("LearnedElementwiseScaling", IMG, rev_log_det="negated",
-        note="FrEIA's reverse log-det is not negated (D17)"),
+        note="FrEIA's reverse log-det is not negated"),
     Row("LearnedElementwiseScaling", V, {"init_scale": 2.0}, rng=None, rev_log_det="negated",
-        note="PyPI 0.2 initialises s with zeros, ignoring init_scale (§6.5.5)"),
+        note="PyPI 0.2 initialises s with zeros, ignoring init_scale"),
     Row("InvAutoFC", V),
     Row("InvAutoFC", V, {"dims_out": 6}),
     Row("InvAutoConv2D", IMG),
@@ -217,7 +220,8 @@ def build(ctor: Callable[..., nn.Module], row: Row, seed: int) -> nn.Module:
 
 
 def as_batch(log_det: Any) -> Optional[Tensor]:
-    """A log-det as ``(B,)`` float64: scalars and ``(1,)`` broadcast, extra dims summed (D16)."""
+    """A log-det as ``(B,)`` float64: scalars and ``(1,)`` broadcast, extra dims summed (FrEIA's
+    InvertibleSigmoid returns one value per channel)."""
     if log_det is None:
         return None
     log_det = torch.as_tensor(log_det, dtype=torch.float64)
@@ -228,7 +232,7 @@ def as_batch(log_det: Any) -> Optional[Tensor]:
 
 def call(module: nn.Module, xs: Sequence[Tensor], cs: Sequence[Tensor], rev: bool,
          seed: int = 5) -> Tuple[List[Tensor], Optional[Tensor]]:
-    """Call as the frameworks do, on clones (FrEIA's Haar modules mutate inputs, D13).
+    """Call as the frameworks do, on clones (FrEIA's Haar modules mutate their inputs).
 
     The torch seed is reset first, so stochastic log-dets (i-ResNet) see the same noise.
     """
@@ -355,7 +359,7 @@ def use_freia_split(sizes: Any) -> None:
 @pytest.mark.parametrize(("sizes", "expected"), [(2, [(2, 4), (3, 4)]),
                                                  ([2, 2], [(2, 4), (2, 4), (1, 4)])])
 def test_split_section_sizes_that_pypi_breaks(sizes: Any, expected: List[Shape]) -> None:
-    """PyPI 0.2's Split fails for an int and for a too-short list (§6.10.1); ours follows HEAD."""
+    """PyPI 0.2's Split fails for an int and for a too-short list; ours follows HEAD."""
     with pytest.raises(TypeError):
         use_freia_split(sizes)
     ours = OURS["Split"]([(5, 4)], section_sizes=sizes)
@@ -364,7 +368,7 @@ def test_split_section_sizes_that_pypi_breaks(sizes: Any, expected: List[Shape])
 
 
 def test_pypi_hard_permutation_draw_order() -> None:
-    """Appendix B vs PyPI 0.2: HEAD draws ``torch.randperm(C)`` then the subnet; PyPI 0.2 draws
+    """HEAD vs PyPI 0.2: HEAD draws ``torch.randperm(C)`` then the subnet; PyPI 0.2 draws
     ``np.random.permutation(C)`` (a one-hot float matrix, ``w[i, p[i]] = 1``) then the subnet."""
     torch.manual_seed(4)
     np.random.seed(4)
@@ -401,7 +405,7 @@ def test_pypi_all_in_one_block_differs_only_by_its_clamp(kappa: float) -> None:
 
 def test_pypi_actnorm_keys_convert_to_the_same_map() -> None:
     """PyPI 0.2's ``z = x e^scale + bias`` loads as ``log_scale = -scale``,
-    ``loc = -e^{-scale} bias``, marked initialised (§6.5.1), with a DeprecationWarning."""
+    ``loc = -e^{-scale} bias``, marked initialised, with a DeprecationWarning."""
     theirs = Fm.ActNorm([(3, 4, 4)]).double()
     theirs([torch.randn(8, 3, 4, 4, dtype=torch.float64)])  # data-dependent initialisation
     perturb(theirs, seed=7)
@@ -417,9 +421,10 @@ def test_pypi_actnorm_keys_convert_to_the_same_map() -> None:
 
 
 def test_seeded_permute_random_keeps_numpy_state() -> None:
-    """Project decision 2 overrides K15: the same permutation, but numpy's global generator is
-    not reseeded, so numpy draws after a seeded PermuteRandom (soft permutations, unseeded
-    PermuteRandom) differ from FrEIA's. The networks below therefore use ``seed=None``."""
+    """A seeded PermuteRandom draws FrEIA's permutation from a local generator, where FrEIA
+    reseeds numpy's global one (a side effect on user code). So numpy draws after a seeded
+    PermuteRandom (soft permutations, unseeded PermuteRandom) differ from FrEIA's; the networks
+    below therefore use ``seed=None``."""
     np.random.seed(0)
     theirs = Fm.PermuteRandom([(6,)], seed=3)
     after_theirs = np.random.rand()
@@ -471,7 +476,7 @@ def image_chain(ff: Any, fm: Any) -> nn.Module:
 
 
 def branching_graph(ff: Any, fm: Any) -> nn.Module:
-    """Appendix E's graph: split, two branches (one conditioned), concat, Haar."""
+    """A branching graph: split, two branches (one conditioned), concat, Haar."""
     inp, cond = ff.InputNode(3, 8, 8, name="input"), ff.ConditionNode(1, 8, 8, name="cond")
     split = ff.Node(inp, fm.Split, {"section_sizes": [1, 2]}, name="split")
     flat1 = ff.Node(split.out0, fm.Flatten, {}, name="flatten1")
@@ -516,7 +521,7 @@ def module_names(net: nn.Module) -> List[str]:
 def translate(src: nn.Module, dst: nn.Module) -> Dict[str, Tensor]:
     """``src``'s state with ``module_list`` indices renumbered to ``dst``'s module order.
 
-    FrEIA 0.2 orders the branches of a graph by memory address (D10), so its ``module_list.k``
+    FrEIA 0.2 orders the branches of a graph by memory address, so its ``module_list.k``
     may name another node than ours; the nodes' names match them up.
     """
     index = {name: k for k, name in enumerate(module_names(dst))}

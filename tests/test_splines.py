@@ -31,7 +31,7 @@ RQS, LIN, ERQS = RationalQuadraticSpline, LinearSpline, ElementwiseRationalQuadr
 
 
 def lin(i: int, o: int) -> nn.Module:
-    """Appendix D's deterministic ``nn.Linear`` in float64."""
+    """A deterministic float64 ``nn.Linear`` (cosine weights, sine biases)."""
     m = nn.Linear(i, o).double()
     with torch.no_grad():
         k = torch.arange(o * i, dtype=F64).reshape(o, i)
@@ -58,7 +58,7 @@ def _elementwise_reference() -> nn.Module:
     return m
 
 
-REFERENCE = [  # (builder, y, log_det) from Appendix D (FrEIA HEAD, float64), input 2*X
+REFERENCE = [  # (builder, y, log_det): FrEIA HEAD's outputs, float64, input 2*X
     (lambda: RQS([(5,)], subnet_constructor=lin, bins=4).double(),
      [[1.88938, -1.206121, 3.590848, 0.267277, -1.511737],
       [2.532569, 0.403546, -0.909309, -2.135656, 2.307866]], [0.218044, 0.341982]),
@@ -73,7 +73,7 @@ REFERENCE = [  # (builder, y, log_det) from Appendix D (FrEIA HEAD, float64), in
 
 @pytest.mark.parametrize(("build", "y_ref", "log_det_ref"), REFERENCE,
                          ids=["rqs", "linear_identity_tails", "elementwise_rqs"])
-def test_appendix_d_reference_values(build: Any, y_ref: list, log_det_ref: list) -> None:
+def test_freia_reference_values(build: Any, y_ref: list, log_det_ref: list) -> None:
     m = build().requires_grad_(False)
     (y,), log_det = m([2 * X])
     assert torch.allclose(y, torch.tensor(y_ref, dtype=F64), atol=1e-6, rtol=0)
@@ -248,12 +248,11 @@ def test_extra_parameters_reach_a_user_spline_per_knot() -> None:
         def __init__(self, *args: Any, bins: int = 3, **kwargs: Any) -> None:
             super().__init__(*args, bins=bins, parameter_counts={"knot": bins + 1}, **kwargs)
 
-        def _spline1(self, x: Tensor, parameters: Dict[str, Tensor], rev: bool = False):
+        def spline(self, x: Tensor, *, rev: bool = False, **parameters: Tensor
+                   ) -> Tuple[Tensor, Tensor]:
             seen.update({k: tuple(v.shape) for k, v in parameters.items()})
             core = {k: parameters[k] for k in ("left", "right", "bottom", "top")}
             return linear_spline(x, **core, rev=rev)
-
-        _spline2 = _spline1
 
     m = OffsetSpline([(4,)], subnet_constructor=dense_subnet)
     m([torch.randn(6, 4)])
@@ -272,7 +271,7 @@ BUFFERS = {"bins": ((), torch.int32), "min_bin_sizes": ((2,), torch.float32),
            "default_width": ((), torch.float32)}
 
 
-def test_state_dict_matches_appendix_a() -> None:
+def test_state_dict_matches_freia() -> None:
     m = RQS([(4,)], subnet_constructor=nn.Linear, bins=5)
     expected = {f"spline_base.{k}": v for k, v in BUFFERS.items()}
     for i in (1, 2):
@@ -314,7 +313,7 @@ def test_rng_order_subnet1_then_subnet2() -> None:
     lambda: ERQS([(4,)], [(2,)], subnet_constructor=dense_subnet),
 ], ids=["rqs", "linear", "elementwise"])
 def test_whole_module_pickles_without_lambdas(build: Any) -> None:
-    """D23: no lambdas are stored on the modules, so full pickling works."""
+    """No lambdas or closures are stored on the modules, so whole-module pickling works."""
     m = build()
     assert pickle.loads(pickle.dumps(m)).state_dict().keys() == m.state_dict().keys()
     if isinstance(m, BinnedSpline):
@@ -322,7 +321,7 @@ def test_whole_module_pickles_without_lambdas(build: Any) -> None:
 
 
 def test_conditional_elementwise_keeps_float64_conditions() -> None:
-    """D22: FrEIA casts the conditions to float32, which breaks float64 models."""
+    """FrEIA casts the conditions to float32, which breaks float64 models; we keep their dtype."""
     m = ERQS([(3,)], [(2,)], subnet_constructor=dense_subnet, bins=4).double()
     dtypes: List[torch.dtype] = []
     m.subnet.register_forward_pre_hook(lambda _, args: dtypes.append(args[0].dtype))
@@ -383,7 +382,7 @@ def test_log_det_always_returned_as_batch_tensor() -> None:
 
 # ----------------------------------------------------------------------------- errors ----
 
-BAD_ARGUMENTS = [  # (kwargs, words the message must contain) - formatted, D30
+BAD_ARGUMENTS = [  # (kwargs, words the message must contain): formatted, naming the values
     ({"bins": 0}, ["bins", "0"]),
     ({"min_bin_sizes": (0.1, -0.5)}, ["min_bin_sizes", "-0.5"]),
     ({"default_domain": (1.0, -1.0, -3.0, 3.0)}, ["right", "left"]),
@@ -418,13 +417,15 @@ def test_other_errors() -> None:
         ERQS([(4,)], [(2,)])
     with pytest.raises(NotImplementedError):
         BinnedSplineBase([(4,)]).output_dims([(4,)])
-    with pytest.raises(NotImplementedError, match="_spline1"):
+    with pytest.raises(NotImplementedError, match=r"BinnedSpline does not implement spline"):
         BinnedSpline([(4,)], subnet_constructor=dense_subnet)([torch.randn(2, 4)])
     e = ERQS([(4,)], [(2,)], subnet_constructor=dense_subnet)
     with pytest.raises(ValueError, match=r"input must have shape \(B, 4\), got shape \(2, 5\)"):
         e([torch.randn(2, 5)], c=[torch.randn(2, 2)])
     with pytest.raises(ValueError, match="1 condition"):
         e([torch.randn(2, 4)])
+    with pytest.raises(TypeError, match=r"RationalQuadraticSpline: .*unexpected keyword.*bnis"):
+        RQS([(4,)], subnet_constructor=dense_subnet, bnis=3)
     with pytest.raises(ValueError, match="expected 26 channels"):
         RQS([(4,)], subnet_constructor=lambda i, o: nn.Linear(i, o + 1), bins=4)(
             [torch.randn(2, 4)])

@@ -7,6 +7,7 @@ from .base import InvertibleModule
 from .coupling_layers import (
     AffineCouplingOneSided,
     ConditionalAffineTransform,
+    CouplingBlock,
     GINCouplingBlock,
     GLOWCouplingBlock,
     NICECouplingBlock,
@@ -55,6 +56,7 @@ __all__ = [
     "Concat",
     "ConcatChannel",
     "ConditionalAffineTransform",
+    "CouplingBlock",
     "ElementwiseRationalQuadraticSpline",
     "Fixed1x1Conv",
     "FixedLinearTransform",

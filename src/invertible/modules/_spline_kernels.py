@@ -9,37 +9,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import is_tracing, sum_nonbatch
+from ._common import is_tracing
 
-__all__ = [
-    "CORE_KEYS",
-    "LOG_E_MINUS_1",
-    "ConstrainFn",
-    "SplineFn",
-    "TailsFn",
-    "affine_tails",
-    "binned_spline",
-    "check_discriminant",
-    "clamp_domain",
-    "constrain_affine_tails",
-    "constrain_identity_tails",
-    "identity_tails",
-    "knot_derivatives",
-    "knot_extras",
-    "linear_spline",
-    "linear_spline_fn",
-    "rational_quadratic_spline",
-    "rational_quadratic_spline_fn",
-    "split_parameters",
-]
+__all__ = ["LOG_E_MINUS_1", "affine_tails", "binned_spline", "check_discriminant",
+           "clamp_domain", "constrain_affine_tails", "constrain_identity_tails",
+           "identity_tails", "knot_derivatives", "knot_extras", "linear_spline",
+           "rational_quadratic_spline", "split_parameters"]
 
 Params = Dict[str, Tensor]
-#: ``spline(x, bin_parameters, rev=...) -> (value, forward log-derivative)`` for elements in a bin.
+#: ``spline(x, left=, right=, bottom=, top=, <extra>_left=, ..., rev=) -> (value, forward
+#: log-derivative)`` for elements inside a bin, e.g. :func:`rational_quadratic_spline`.
 SplineFn = Callable[..., Tuple[Tensor, Tensor]]
 #: ``tails(v, widths, heights, left, bottom, rev) -> (value, forward log-derivative)``.
 TailsFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, bool], Tuple[Tensor, Tensor]]
-#: ``constrain(raw, domain, min_bin_sizes, default_width, domain_clamping) -> constrained``.
-ConstrainFn = Callable[[Params, Tensor, Tensor, Tensor, Optional[float]], Params]
 
 #: ``ln(e - 1)``: ``softplus(raw + ln(e - 1))`` is 1 for ``raw = 0``.
 LOG_E_MINUS_1 = math.log(math.e - 1.0)
@@ -157,15 +139,16 @@ def binned_spline(
     rev: bool = False,
     extras: Optional[Sequence[Tuple[str, str, str]]] = None,
 ) -> Tuple[Tensor, Tensor]:
-    """Apply a per-element binned spline to ``x`` of shape ``(B, ..., n)``; return it and a log-det.
+    """Apply a per-element binned spline to ``x`` of shape ``(B, ..., n)``.
 
     ``p`` holds constrained parameters ``(B, ..., n, count)``. Knots are ``[left, left +
     cumsum(widths)]`` and ``[bottom, bottom + cumsum(heights)]``; an element is inside when
     ``knot_0 < v <= knot_K`` (x-knots forward, y-knots in reverse). Inside elements go through
     ``spline`` in the bin ``searchsorted(knots, v)`` (left side), the others through ``tails``.
     Outside elements enter ``spline`` at the first knot, a safe point, so no NaN reaches the
-    gradients. The log-det is ``+-`` the sum of forward log-derivatives over all non-batch dims.
-    ``extras`` is :func:`knot_extras` of ``p``'s keys (computed here when ``None``).
+    gradients. Returns the values and the forward map's log-derivative per element (also when
+    ``rev``, at the recovered points). ``extras`` is :func:`knot_extras` of ``p``'s keys
+    (computed here when ``None``).
     """
     w, h, left, bottom = p["widths"], p["heights"], p["left"], p["bottom"]
     kx = torch.cat([left, left + torch.cumsum(w, dim=-1)], dim=-1)
@@ -185,12 +168,11 @@ def binned_spline(
     for key, key_left, key_right in knot_extras(list(p)) if extras is None else extras:
         bin_params[key_left] = p[key].gather(-1, lower).squeeze(-1)
         bin_params[key_right] = p[key].gather(-1, upper).squeeze(-1)
-    y_in, log_d_in = spline(safe.squeeze(-1), bin_params, rev=rev)
+    y_in, log_d_in = spline(safe.squeeze(-1), **bin_params, rev=rev)
     y_out, log_d_out = tails(v, w, h, left, bottom, rev)
     inside = inside.squeeze(-1)
-    y = torch.where(inside, y_in, y_out.squeeze(-1))
-    log_det = sum_nonbatch(torch.where(inside, log_d_in, log_d_out.squeeze(-1)))
-    return y, -log_det if rev else log_det
+    return (torch.where(inside, y_in, y_out.squeeze(-1)),
+            torch.where(inside, log_d_in, log_d_out.squeeze(-1)))
 
 
 def check_discriminant(disc: Tensor) -> None:
@@ -260,15 +242,3 @@ def linear_spline(
     if rev:
         return left + (x - bottom) * dx / dy, log_jac
     return bottom + (dy / dx) * (x - left), log_jac
-
-
-def rational_quadratic_spline_fn(
-    x: Tensor, parameters: Params, rev: bool = False
-) -> Tuple[Tensor, Tensor]:
-    """:func:`rational_quadratic_spline` taking the bin parameters as a dict."""
-    return rational_quadratic_spline(x, **parameters, rev=rev)
-
-
-def linear_spline_fn(x: Tensor, parameters: Params, rev: bool = False) -> Tuple[Tensor, Tensor]:
-    """:func:`linear_spline` taking the bin parameters as a dict."""
-    return linear_spline(x, **parameters, rev=rev)

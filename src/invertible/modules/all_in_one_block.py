@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union, cast
 
 import torch
 from torch import Tensor, nn
 
 from .._errors import InvertibleRuntimeError
-from . import _fused
 from ._affine import (
     acc_dtype,
+    affine,
+    identity,
     legacy_soft_clamp,
     resolve_global_affine,
     soft_clamp,
     softplus_scale,
 )
-from ._common import (
-    Dims,
-    ShapeList,
-    SubnetConstructor,
-    built_subnet,
-    cat_conditions,
-    channel_input_shape,
-    check_condition_shapes,
-    check_single_input,
-    check_tensor,
-    frozen_parameter,
-    is_tracing,
-    n_elements,
-)
-from ._fused import TANH_KIND, Coefficients, affine_half_inverse, all_in_one_core
+from ._common import Dims, SubnetConstructor, channel_input_shape, frozen_parameter
+from ._coupling import CouplingBlock, Params
 from ._permutation import (
     channel_matrix_function,
     householder_product,
@@ -47,13 +36,12 @@ from .base import InvertibleModule
 
 __all__ = ["AllInOneBlock", "softplus_scale"]
 
-
 #: Above this many channels, drawing a soft permutation is slow and a warning suggests hard ones.
 SOFT_PERMUTATION_WARN_CHANNELS = 512
 
 
 def draw_permutation(channels: int, soft: bool) -> Tensor:
-    """The construction-time permutation draw, from the global generators (Appendix B).
+    """The construction-time permutation draw, from the global generators (FrEIA's order).
 
     Soft: a ``(C, C)`` float64 rotation from ``special_ortho_group.rvs(C)`` (numpy's global
     RNG). Hard: an int64 index permutation from ``torch.randperm(C)`` (torch's global RNG).
@@ -86,12 +74,13 @@ def check_options(
         )
 
 
-
-class AllInOneBlock(InvertibleModule):
+class AllInOneBlock(CouplingBlock):
     r"""Affine coupling + global affine map + channel permutation (FrEIA's ``AllInOneBlock``).
 
-    With ``C1 = ceil(C/2)`` passive and ``C2 = floor(C/2)`` active channels, conditions ``c``
-    and the permutation ``P`` (index gather, soft rotation, or Householder product):
+    A one-sided :class:`~invertible.modules.CouplingBlock` on ``C1 = ceil(C/2)`` passive and
+    ``C2 = floor(C/2)`` active channels, followed by a learned global affine map and the
+    permutation ``P`` (index gather, soft rotation, or Householder product); ``c`` are the
+    conditions:
 
     .. math::
 
@@ -101,19 +90,14 @@ class AllInOneBlock(InvertibleModule):
         y = P\big((x_1, x_2 e^{s} + t) \odot \Psi(g) + b\big),\quad
         \log|\det J| = \textstyle\sum s + n_\mathrm{pix} \sum_c \ln \Psi(g_c)
 
-    ``κ = affine_clamping``; the scale ``s`` comes first, then the shift ``t``. With
+    ``κ = affine_clamping``; the scale ``s`` comes first, then the shift ``t``;
+    ``n_pix`` is the number of positions of the call's input (any extents run; only the
+    channel count and rank are checked, a wrong one raising ``RuntimeError`` as in FrEIA). With
     ``gin_block=True`` ``s`` is centred over all non-batch dims and ``Ψ(g) = 1`` (volume
     preserving; the offset ``b`` still applies). With ``reverse_permutation=True`` the input is
     first permuted by ``P^{-1}``. Householder mode (``learned_householder_permutation = K > 0``)
     learns ``W = w_0 H(v_1) ... H(v_K)``, recomputed once per call; FrEIA also kept that matrix
     in ``self.w_perm`` after each call, which ``invertible`` does not (it would break deepcopy).
-
-    Speed: in eager mode the coupling, global affine map and hard permutation run as one
-    autograd node with a hand-written backward (``_fused.AllInOneCore``), and the no-grad
-    directions in place. Its gradients are first order: a backward with ``create_graph=True``
-    raises; set the attribute ``fused_kernels = False`` (on a block or the class) for plain
-    autograd ops and higher-order gradients. ``torch.compile``/``torch.export``/``jit.trace``
-    always see the plain ops.
 
     *PyPI FrEIA 0.2* (and anomalib's copy) clamped as ``κ tanh(a)``, without ``/κ``; HEAD, and
     this class by default, use ``κ tanh(a/κ)``. Old checkpoints, including their one-hot float
@@ -123,7 +107,7 @@ class AllInOneBlock(InvertibleModule):
     Args:
         dims_in: one input shape ``(C, *S)``; hard permutations allow any rank, soft and
             Householder ones vectors up to 3-D volumes.
-        dims_c: condition shapes; their non-channel dims must equal the input's.
+        dims_c: condition shapes ``(k, *S)``, or vectors ``(k,)`` broadcast over ``S``.
         subnet_constructor: ``f(c_in, c_out)``, called once as
             ``f(C1 + condition channels, 2 * C2)`` after the permutation draws.
         affine_clamping: κ, the soft bound on the log-scale ``s``.
@@ -144,8 +128,9 @@ class AllInOneBlock(InvertibleModule):
         ICA with General Incompressible-flow Networks (GIN)", ICLR 2020.
     """
 
-    #: Use the eager fused kernels of ``_fused.py`` (first-order gradients only).
-    fused_kernels: bool = True
+    subnets = {"subnet": 2}  # noqa: RUF012 - a class-level declaration
+    params_per_channel = 2
+    shape_error = InvertibleRuntimeError
 
     def __init__(
         self,
@@ -161,11 +146,14 @@ class AllInOneBlock(InvertibleModule):
         reverse_permutation: bool = False,
         legacy_clamp: bool = False,
     ) -> None:
-        super().__init__(dims_in, dims_c)
+        InvertibleModule.__init__(self, dims_in, dims_c)
+        channels = channel_input_shape(type(self).__name__, self.dims_in)[0]
+        self._setup(affine_clamping, identity, channels - channels // 2)  # ceil(C/2) | floor
         self.legacy_clamp = legacy_clamp
-        self._init_shapes()
-        self.in_channels = self.dims_in[0][0]
-        self.clamp = affine_clamping
+        self.in_channels, self.splits = self.channels, [self.split_len1, self.split_len2]
+        self.condition_channels = self.condition_length
+        self.input_rank = self.ndims - 1
+        self.sum_dims = tuple(range(1, 2 + self.input_rank))
         self.GIN = gin_block
         self.reverse_pre_permute = reverse_permutation
         self.householder = int(learned_householder_permutation)
@@ -177,9 +165,7 @@ class AllInOneBlock(InvertibleModule):
         )
         self._init_global_affine(global_affine_type, global_affine_init)
         self._init_permutation(bool(permute_soft))
-        c_in = self.splits[0] + self.condition_channels
-        self.subnet = built_subnet(type(self).__name__, subnet_constructor, c_in,
-                                   2 * self.splits[1], "subnet")
+        self._build_subnets(subnet_constructor)
         self.last_jac = None
 
     @property
@@ -191,18 +177,6 @@ class AllInOneBlock(InvertibleModule):
     def legacy_clamp(self, enabled: bool) -> None:
         self.clamp_function = legacy_soft_clamp if enabled else soft_clamp
 
-    def _init_shapes(self) -> None:
-        """Split sizes, ranks and condition bookkeeping from ``dims_in``/``dims_c``."""
-        name = type(self).__name__
-        channels = channel_input_shape(name, self.dims_in)[0]
-        self.input_rank = len(self.dims_in[0]) - 1
-        self.sum_dims = tuple(range(1, 2 + self.input_rank))
-        self.n_pixels = n_elements(self.dims_in[0][1:])
-        check_condition_shapes(name, self.dims_in, self.dims_c)
-        self.conditional = len(self.dims_c) > 0
-        self.condition_channels = sum(dc[0] for dc in self.dims_c)
-        self.splits = [channels - channels // 2, channels // 2]
-
     def _init_global_affine(self, kind: str, init: float) -> None:
         """Ψ, ``global_scale = g0`` (float64 value stored in the default dtype), zero offset."""
         self.global_scale_activation, g0 = resolve_global_affine(kind, init)
@@ -213,7 +187,7 @@ class AllInOneBlock(InvertibleModule):
         self.global_offset = nn.Parameter(torch.zeros(shape))
 
     def _init_permutation(self, soft: bool) -> None:
-        """Draw the permutation, then the Householder vectors (RNG order of Appendix B)."""
+        """Draw the permutation, then the Householder vectors (FrEIA's order of random draws)."""
         drawn = draw_permutation(self.in_channels, soft)
         dtype = torch.get_default_dtype()
         if self.householder > 0:
@@ -221,7 +195,7 @@ class AllInOneBlock(InvertibleModule):
             self.vk_householder = nn.Parameter(0.2 * torch.randn(k, channels))
             self.w_perm = None
             self.w_perm_inv = None
-            # D19: FrEIA crashed for a hard permutation here; w_0 is then its one-hot matrix.
+            # FrEIA HEAD crashes for a hard permutation here; w_0 is then its one-hot matrix.
             w0 = drawn.to(dtype) if soft else one_hot_matrix(drawn, dtype)
             self.w_0 = frozen_parameter(w0)
         elif soft:
@@ -237,33 +211,26 @@ class AllInOneBlock(InvertibleModule):
             w = householder_product(self.w_0, self.vk_householder)
             kernel = matrix_kernel(w, self.input_rank)
             return kernel, kernel.transpose(0, 1)
-        return self.w_perm, self.w_perm_inv
+        return cast(Tensor, self.w_perm), cast(Tensor, self.w_perm_inv)  # set without K
 
-    def _global_affine(self) -> Tuple[Optional[Tensor], Union[Tensor, float]]:
-        """``(Ψ(global_scale), n_pix Σ_c ln Ψ)``, or ``(None, 0.0)`` in GIN mode (scale 1)."""
+    def _global_affine(self, x: Tensor) -> Tuple[Optional[Tensor], Union[Tensor, float]]:
+        """``(Ψ(global_scale), n_pix Σ_c ln Ψ)`` with ``n_pix`` the positions of ``x`` (the sum
+        in float32 at least), or ``(None, 0.0)`` in GIN mode (scale 1)."""
         if self.GIN:
             return None, 0.0
         scale = self.global_scale_activation(self.global_scale)
-        return scale, self._log_scale(scale)
-
-    def _log_scale(self, scale: Tensor) -> Tensor:
-        """``n_pix Σ_c ln Ψ_c``, summed in at least float32."""
         log_scale = torch.log(scale).sum(dtype=acc_dtype(scale.dtype))
-        return log_scale if self.n_pixels == 1 else log_scale * self.n_pixels
+        n_pixels = math.prod(x.shape[2:])
+        return scale, log_scale if n_pixels == 1 else log_scale * n_pixels
 
-    def _alpha(self) -> float:
-        """``α`` of ``s = κ tanh(α r_s)``: ``0.1/κ``, legacy ``0.1`` (see ``legacy_clamp``)."""
-        return 0.1 if self.clamp_function is legacy_soft_clamp else 0.1 / self.clamp
-
-    def _affine_coefficients(self, x1: Tensor, c: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
-        """``s = κ tanh(α r_s)`` (centred if GIN) and ``t = 0.1 r_t`` from ``r = subnet([x1, c])``:
-        ``clamp_function(0.1 r_s, κ)`` with ``α = 0.1/κ`` (legacy ``0.1``) folded in."""
-        n = self.splits[1]
-        s_raw, t_raw = self._subnet_output(x1, c).split_with_sizes([n, n], 1)
-        s = torch.tanh(s_raw * self._alpha()) * self.clamp
+    def transform(self, x: Tensor, params: Params, rev: bool) -> Tuple[Tensor, Tensor]:
+        """The affine half: ``a = 0.1 r``, ``s = clamp_function(a_s, κ)`` (centred in GIN
+        mode), ``t = a_t`` from the subnet output ``r``, in FrEIA's order of operations."""
+        s, t = (0.1 * params[0]).chunk(2, dim=1)
+        s = self.clamp_function(s, self.clamp)
         if self.GIN:
             s = s - s.mean(dim=self.sum_dims, keepdim=True)
-        return s, t_raw * 0.1
+        return affine(x, s, t, rev)
 
     def forward(
         self,
@@ -275,148 +242,26 @@ class AllInOneBlock(InvertibleModule):
         """Map ``x`` forwards (or, with ``rev=True``, back); the log-det is always computed.
 
         See :meth:`InvertibleModule.forward`. Raises ``RuntimeError`` (also a ``ValueError``)
-        for an input of the wrong shape (FrEIA's type), ``ValueError`` for wrong numbers of
-        inputs/conditions, wrong condition shapes or devices, and ``TypeError`` for a dtype
-        other than the parameters' outside ``torch.autocast``.
+        for an input with a wrong channel count or rank (FrEIA's type); other misuse as
+        :meth:`InvertibleModule._checked` describes.
         """
-        ref = self.global_scale
-        data = self._checked_input(x, ref)
-        conds = self._checked_conditions(c, ref)
+        (data,), cs = self._checked(x, c, rev)
         w, w_inv = self._permutation_weights()
-        if rev:
-            return self._reverse(data, conds, w, w_inv)
-        return self._forward(data, conds, w, w_inv)
-
-    def _fused(self, x: Tensor, rev: bool = False) -> bool:
-        """Whether this call on ``x`` takes the eager fused kernels of ``_fused.py``: not in GIN
-        mode (centred log-scale), not while ``torch.jit.trace``, ``torch.compile`` or
-        ``torch.export`` trace the call (plain ops give them a graph they can fuse and export),
-        and only from ``ALL_IN_ONE_MIN_ELEMENTS`` (inverse: ``ALL_IN_ONE_INVERSE_MIN_ELEMENTS``)
-        elements on (below, plain ops are faster)."""
-        if not self.fused_kernels or self.GIN or self.splits[1] == 0 or is_tracing():
-            return False
-        if rev:
-            return x.numel() >= _fused.ALL_IN_ONE_INVERSE_MIN_ELEMENTS
-        return x.numel() >= _fused.ALL_IN_ONE_MIN_ELEMENTS
-
-    def _coefficients(self) -> Coefficients:
-        """``s = κ tanh(α r_s)`` with ``α = 0.1/κ`` (legacy: ``0.1``), ``t = 0.1 r_t``."""
-        return Coefficients(TANH_KIND, self._alpha(), self.clamp, 0.1, self.splits[1])
-
-    def _subnet_output(self, x1: Tensor, c: Sequence[Tensor]) -> Tensor:
-        """``subnet([x1, c])``; ``ValueError`` unless it has ``2 C2`` channels."""
-        r = self.subnet(cat_conditions(x1, c))
-        if r.dim() < 2 or r.shape[1] != 2 * self.splits[1]:
-            raise ValueError(
-                f"AllInOneBlock: the subnet must return 2 * {self.splits[1]} channels (log-scale, "
-                f"then shift), got an output of shape {tuple(r.shape)}."
-            )
-        return r
-
-    def _forward(
-        self, x: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
-    ) -> Tuple[Tuple[Tensor], Tensor]:
-        """The forward map of spec §6.2.2, fused into one autograd node where possible."""
-        if self.reverse_pre_permute:
-            x = self.permute_function(x, w_inv)
-        x1, x2 = x.split_with_sizes(self.splits, 1)
-        if not self._fused(x):
-            return self._plain_forward(x1, x2, c, w)
-        r = self._subnet_output(x1, c)
-        scale = self.global_scale_activation(self.global_scale)
-        hard = self.permute_function is permute_channels
-        y, log_det = all_in_one_core(
-            x1, x2, r, scale, self.global_offset, w if hard else None, w_inv if hard else None,
-            self._coefficients(), self.n_pixels,
-        )
-        return (y if hard else self.permute_function(y, w),), log_det
-
-    def _plain_forward(
-        self, x1: Tensor, x2: Tensor, c: Sequence[Tensor], w: Tensor
-    ) -> Tuple[Tuple[Tensor], Tensor]:
-        """The forward map in plain autograd ops (GIN mode, small inputs, tracing)."""
-        s, t = self._affine_coefficients(x1, c)
-        u = torch.cat([x1, torch.addcmul(t, x2, torch.exp(s))], dim=1)
-        log_det = s.sum(dim=self.sum_dims, dtype=acc_dtype(s.dtype))
-        scale, log_scale = self._global_affine()
+        scale, log_scale = self._global_affine(data)
         offset = self.global_offset
-        v = u + offset if scale is None else torch.addcmul(offset, u, scale)
-        log_det = log_det + log_scale
-        return (self.permute_function(v, w),), log_det.to(v.dtype)
-
-    def _reverse(
-        self, y: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
-    ) -> Tuple[Tuple[Tensor], Tensor]:
-        """The inverse map of spec §6.2.3; without autograd, in few in-place ops."""
-        if torch.is_grad_enabled() or not self._fused(y, rev=True):
-            return self._plain_reverse(y, c, w, w_inv)
-        scale = self.global_scale_activation(self.global_scale)
-        u = torch.sub(self.permute_function(y, w_inv), self.global_offset).div_(scale)
-        c1 = self.splits[0]
-        r = self._subnet_output(u[:, :c1], c)
-        log_det = affine_half_inverse(u[:, c1:], r, self._coefficients(), out=u[:, c1:])[1]
-        log_det = (log_det - self._log_scale(scale)).to(u.dtype)
-        if self.reverse_pre_permute:
-            u = self.permute_function(u, w)
-        return (u,), log_det
-
-    def _plain_reverse(
-        self, y: Tensor, c: Sequence[Tensor], w: Tensor, w_inv: Tensor
-    ) -> Tuple[Tuple[Tensor], Tensor]:
-        """The inverse map in plain autograd ops."""
-        scale, log_scale = self._global_affine()
-        u = self.permute_function(y, w_inv) - self.global_offset
-        if scale is not None:
-            u = u / scale
-        x1, y2 = u.split_with_sizes(self.splits, 1)
-        s, t = self._affine_coefficients(x1, c)
-        x = torch.cat([x1, (y2 - t) / torch.exp(s)], dim=1)
-        log_det = s.sum(dim=self.sum_dims, dtype=acc_dtype(s.dtype)).neg_() - log_scale
-        if self.reverse_pre_permute:
-            x = self.permute_function(x, w)
-        return (x,), log_det.to(x.dtype)
-
-    def _checked_input(self, x: Sequence[Tensor], ref: Tensor) -> Tensor:
-        """The single input tensor: floating, on ``ref``'s device and (outside autocast) of its
-        dtype; ``RuntimeError`` (FrEIA's type, also a ``ValueError``) if its shape is wrong."""
-        if isinstance(x, Tensor) or len(x) != 1:
-            got = "a bare Tensor" if isinstance(x, Tensor) else f"{len(x)} tensors"
-            raise ValueError(
-                f"AllInOneBlock takes a list or tuple with exactly 1 input tensor, e.g. [x]; "
-                f"got {got}."
-            )
-        check_tensor("AllInOneBlock", "input", x[0], None, ref)
-        shape = tuple(x[0].shape[1:])
-        if shape != self.dims_in[0]:
-            raise InvertibleRuntimeError(
-                f"AllInOneBlock: Expected input of shape {self.dims_in[0]}, got {shape}."
-            )
-        return x[0]
-
-    def _checked_conditions(self, c: Optional[Sequence[Tensor]], ref: Tensor
-                            ) -> Sequence[Tensor]:
-        """The condition tensors, one per ``dims_c`` entry with that shape, else ``ValueError``
-        (``TypeError`` for a dtype other than ``ref``'s, the parameters')."""
-        conds = () if c is None else c
-        if isinstance(conds, Tensor) or len(conds) != len(self.dims_c):
-            got = "a bare Tensor" if isinstance(conds, Tensor) else f"{len(conds)}"
-            raise ValueError(
-                f"AllInOneBlock expects {len(self.dims_c)} condition tensor(s) in a list or "
-                f"tuple (dims_c={self.dims_c}); got {got}."
-            )
-        for k, (cond, expected) in enumerate(zip(conds, self.dims_c)):
-            check_tensor("AllInOneBlock", f"condition {k}", cond, None, ref)
-            if tuple(cond.shape[1:]) != expected:
-                raise ValueError(
-                    f"AllInOneBlock: condition {k} must have shape {expected} (batch excluded), "
-                    f"got {tuple(cond.shape[1:])}."
-                )
-        return conds
-
-    def output_dims(self, input_dims: ShapeList) -> ShapeList:
-        """The input shape list, unchanged (one input only)."""
-        check_single_input(type(self).__name__, input_dims)
-        return [tuple(d) for d in input_dims]
+        if rev:
+            u = self.permute_function(data, w_inv) - offset
+            out, log_det = self._couple(u if scale is None else u / scale, cs, True)
+            log_det = log_det - log_scale
+            if self.reverse_pre_permute:
+                out = self.permute_function(out, w)
+        else:
+            if self.reverse_pre_permute:
+                data = self.permute_function(data, w_inv)
+            u, log_det = self._couple(data, cs, False)
+            v = u + offset if scale is None else torch.addcmul(offset, u, scale)
+            out, log_det = self.permute_function(v, w), log_det + log_scale
+        return (out,), log_det if log_det.dtype == out.dtype else log_det.to(out.dtype)
 
     def _load_from_state_dict(
         self, state_dict: Dict[str, Any], prefix: str, *args: Any, **kwargs: Any

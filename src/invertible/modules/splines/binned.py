@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -11,8 +11,8 @@ from torch import Tensor
 from ..._errors import InvertibleAssertionError
 from .._affine import identity
 from .._common import Dims, SubnetConstructor
+from .._coupling import CouplingBlock
 from .._spline_kernels import (
-    ConstrainFn,
     SplineFn,
     TailsFn,
     affine_tails,
@@ -25,14 +25,13 @@ from .._spline_kernels import (
     split_parameters,
 )
 from ..base import InvertibleModule
-from ..coupling_layers import _BaseCouplingBlock
 
 __all__ = ["BinnedSpline", "BinnedSplineBase", "check_spline_arguments"]
 
 Params = Dict[str, Tensor]
 
 #: (constrain, tails) kernels by ``identity_tails``; resolved once in ``__init__``.
-_TAILS: Dict[bool, Tuple[ConstrainFn, TailsFn]] = {
+_TAILS: Dict[bool, Tuple[Callable[..., Params], TailsFn]] = {
     False: (constrain_affine_tails, affine_tails),
     True: (constrain_identity_tails, identity_tails),
 }
@@ -41,7 +40,8 @@ _TAILS: Dict[bool, Tuple[ConstrainFn, TailsFn]] = {
 def check_spline_arguments(
     block: str, bins: int, min_bin_sizes: Sequence[float], domain: Sequence[float]
 ) -> None:
-    """FrEIA's spline argument checks, as ``InvertibleAssertionError`` (formatted messages, D30)."""
+    """FrEIA's spline argument checks, as ``InvertibleAssertionError`` (FrEIA asserted, with
+    unformatted messages; these name the block and the values)."""
     checks = [
         (bins >= 1, f"bins must be >= 1, got bins={bins}"),
         (len(min_bin_sizes) == 2 and all(m >= 0 for m in min_bin_sizes),
@@ -126,7 +126,7 @@ class BinnedSplineBase(InvertibleModule):
             "widths": int(bins), "heights": int(bins), **tails, **(parameter_counts or {})
         }
         self._constrain, self._tails = _TAILS[bool(identity_tails)]
-        self._extras = knot_extras(self.parameter_counts)
+        self._extras = knot_extras(list(self.parameter_counts))
 
     def split_parameters(self, parameters: Tensor, split_len: int) -> Params:
         """Split raw ``(B, split_len*P, *S)`` into ``{key: (B, *S, split_len, count)}``."""
@@ -146,36 +146,38 @@ class BinnedSplineBase(InvertibleModule):
     def binned_spline(
         self, x: Tensor, parameters: Params, spline: SplineFn, rev: bool = False
     ) -> Tuple[Tensor, Tensor]:
-        """Apply ``spline`` per element of ``x`` ``(B, n, *S)``; return ``(out, (B,) log-det)``.
+        """Apply ``spline`` per element of ``x`` ``(B, n, *S)``: ``(out, log-derivatives)``.
 
-        ``spline(x, bin_parameters, rev=rev)`` gets ``left, right, bottom, top`` and, for every
-        extra key ``k``, ``k_left``/``k_right`` (the values at the bin's knots), and returns the
-        value and the forward log-derivative. The reverse log-det is minus the summed forward
-        log-derivatives at the recovered points.
+        ``spline(x, left=, right=, bottom=, top=, rev=)`` also gets ``k_left``/``k_right`` (the
+        values at the bin's knots) for every extra key ``k``, and returns the value and the
+        forward log-derivative. The second result holds the forward map's log-derivative of
+        every element (at the recovered points when ``rev``), channels last.
         """
-        y, log_det = binned_spline(
+        y, log_jac = binned_spline(
             x.movedim(1, -1), parameters, spline, self._tails, rev, self._extras
         )
-        return y.movedim(-1, 1), log_det
+        return y.movedim(-1, 1), log_jac
 
 
-class BinnedSpline(_BaseCouplingBlock):
+class BinnedSpline(CouplingBlock):
     r"""Coupling block whose halves go through per-element binned splines.
 
-    ``y1 = spline1(x1; theta1([x2, c]))``, ``y2 = spline2(x2; theta2([y1, c]))`` (the flow of
-    :class:`~invertible.modules.coupling_layers._BaseCouplingBlock`), where the raw parameters
-    come from ``subnet1: l2 + cl -> l1 P`` and ``subnet2: l1 + cl -> l2 P`` (built in this order)
-    and are split and constrained by the child ``spline_base``
-    (:class:`BinnedSplineBase`, which receives ``**kwargs``). Subclasses implement
-    :meth:`_spline1`/:meth:`_spline2` and may extend :meth:`constrain_parameters`.
+    ``y1 = S(x1; theta1([x2, c]))``, ``y2 = S(x2; theta2([y1, c]))`` (the flow of
+    :class:`~invertible.modules.CouplingBlock`), where the raw parameters come from
+    ``subnet1: l2 + cl -> l1 P`` and ``subnet2: l1 + cl -> l2 P`` (built in this order) and are
+    split and constrained by the child ``spline_base`` (:class:`BinnedSplineBase`, which
+    receives ``**kwargs``). Subclasses set :meth:`spline`, the map inside one bin, and may
+    extend :meth:`constrain_parameters`.
 
     Args:
         dims_in: one input shape ``[(C, *S)]``.
-        dims_c: condition shapes sharing the input's ``S``.
+        dims_c: condition shapes ``(k, *S)``, or vectors ``(k,)`` for an image input.
         subnet_constructor: ``f(c_in, c_out) -> nn.Module``.
-        split_len: size of half 1 (as in ``_BaseCouplingBlock``).
+        split_len: size of half 1 (as in :class:`~invertible.modules.CouplingBlock`).
         **kwargs: arguments of :class:`BinnedSplineBase` (``bins``, ``min_bin_sizes`` ...).
     """
+
+    subnets = {"subnet1": 1, "subnet2": 2}  # noqa: RUF012 - a class-level declaration
 
     def __init__(
         self,
@@ -185,42 +187,26 @@ class BinnedSpline(_BaseCouplingBlock):
         split_len: Union[float, int] = 0.5,
         **kwargs: Any,
     ) -> None:
-        super().__init__(dims_in, dims_c, clamp=0.0, clamp_activation=identity,
-                         split_len=split_len)
+        InvertibleModule.__init__(self, dims_in, dims_c)
+        self._setup(0.0, identity, split_len)
         try:
             self.spline_base = BinnedSplineBase(dims_in, dims_c, **kwargs)
-        except InvertibleAssertionError as error:
-            raise InvertibleAssertionError(f"{type(self).__name__}: {error}") from None
-        n_params = sum(self.spline_base.parameter_counts.values())
-        self._n_raw = n_params  # raw parameters per transformed channel
-        l1, l2, cl = self.split_len1, self.split_len2, self.condition_length
-        self._build_subnets(subnet_constructor, subnet1=(l2 + cl, l1 * n_params),
-                            subnet2=(l1 + cl, l2 * n_params))
+        except (InvertibleAssertionError, TypeError) as error:  # name the public class
+            raise type(error)(f"{type(self).__name__}: {error}") from None
+        self.params_per_channel = sum(self.spline_base.parameter_counts.values())
+        self._build_subnets(subnet_constructor)
 
-    def _coupling1(self, x1: Tensor, u2: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        return self._coupling("subnet1", x1, u2, self._spline1, rev)
-
-    def _coupling2(self, x2: Tensor, u1: Tensor, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        return self._coupling("subnet2", x2, u1, self._spline2, rev)
-
-    def _coupling(
-        self, name: str, x: Tensor, u: Tensor, spline: SplineFn, rev: bool
-    ) -> Tuple[Tensor, Tensor]:
-        """Parameters of half ``x`` from subnet ``name`` on ``u``; apply ``spline`` to ``x``."""
-        n = x.shape[1]
-        raw = self._subnet_out(name, u, n * self._n_raw)
-        parameters = self.constrain_parameters(self.spline_base.split_parameters(raw, n))
-        return self.spline_base.binned_spline(x, parameters, spline, rev=rev)
+    def transform(self, x: Tensor, params: Tuple[Tensor, ...], rev: bool) -> Tuple[Tensor, Tensor]:
+        """Split and constrain the raw parameters of ``x``'s channels; apply the spline."""
+        parameters = self.constrain_parameters(
+            self.spline_base.split_parameters(params[0], x.shape[1]))
+        return self.spline_base.binned_spline(x, parameters, self.spline, rev=rev)
 
     def constrain_parameters(self, parameters: Params) -> Params:
         """Delegates to ``spline_base``; subclasses add their extra constraints."""
         return self.spline_base.constrain_parameters(parameters)
 
-    def _spline1(self, x: Tensor, parameters: Params, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        """The bin map of half 1: ``(value, forward log-derivative)`` per element."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement _spline1(...)")
-
-    def _spline2(self, x: Tensor, parameters: Params, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        """The bin map of half 2: ``(value, forward log-derivative)`` per element."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement _spline2(...)")
-
+    def spline(self, x: Tensor, *, rev: bool = False, **bin_parameters: Tensor
+               ) -> Tuple[Tensor, Tensor]:
+        """The map inside one bin: ``(value, forward log-derivative)`` per element."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement spline(...)")

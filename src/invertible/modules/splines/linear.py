@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Tuple
 
 from torch import Tensor
 
@@ -10,8 +10,6 @@ from .._spline_kernels import linear_spline
 from .binned import BinnedSpline
 
 __all__ = ["LinearSpline", "linear_spline"]
-
-Params = Dict[str, Tensor]
 
 
 class LinearSpline(BinnedSpline):
@@ -30,8 +28,7 @@ class LinearSpline(BinnedSpline):
     def __init__(self, *args: Any, bins: int = 10, **kwargs: Any) -> None:
         super().__init__(*args, bins=bins, **kwargs)
 
-    def _spline1(self, x: Tensor, parameters: Params, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        return linear_spline(x, **parameters, rev=rev)
-
-    def _spline2(self, x: Tensor, parameters: Params, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        return linear_spline(x, **parameters, rev=rev)
+    def spline(self, x: Tensor, *, rev: bool = False, **bin_parameters: Tensor
+               ) -> Tuple[Tensor, Tensor]:
+        """:func:`linear_spline` inside one bin."""
+        return linear_spline(x, **bin_parameters, rev=rev)

@@ -8,21 +8,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .._common import (
-    Dims,
-    ShapeList,
-    SubnetConstructor,
-    built_subnet,
-    channel_input_shape,
-    check_condition_tensors,
-    check_input_tensors,
-    module_reference,
-)
-from .._spline_kernels import (
-    knot_derivatives,
-    rational_quadratic_spline,
-    rational_quadratic_spline_fn,
-)
+from .._affine import acc_dtype
+from .._common import Dims, ShapeList, SubnetConstructor, built_subnet, channel_input_shape
+from .._spline_kernels import knot_derivatives, rational_quadratic_spline
 from .binned import BinnedSpline, BinnedSplineBase
 
 __all__ = [
@@ -61,11 +49,10 @@ class RationalQuadraticSpline(BinnedSpline):
         """Bins from ``spline_base``, then the ``K + 1`` knot derivatives."""
         return constrain_deltas(super().constrain_parameters(parameters))
 
-    def _spline1(self, x: Tensor, parameters: Params, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        return rational_quadratic_spline(x, **parameters, rev=rev)
-
-    def _spline2(self, x: Tensor, parameters: Params, rev: bool = False) -> Tuple[Tensor, Tensor]:
-        return rational_quadratic_spline(x, **parameters, rev=rev)
+    def spline(self, x: Tensor, *, rev: bool = False, **bin_parameters: Tensor
+               ) -> Tuple[Tensor, Tensor]:
+        """:func:`rational_quadratic_spline` inside one bin."""
+        return rational_quadratic_spline(x, **bin_parameters, rev=rev)
 
 
 class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
@@ -76,7 +63,8 @@ class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
     :class:`RationalQuadraticSpline`). Unconditional: ``theta`` is the learned
     ``spline_parameters (C P, *S)``, zeros at start (the identity map), shared by the batch; a
     ``subnet_constructor`` is then ignored. Conditional: ``theta = subnet(cat(c, dim=1))`` with
-    ``subnet: sum(c channels) -> C P``; the conditions keep their dtype (float64 works, D22).
+    ``subnet: sum(c channels) -> C P``; the conditions keep their dtype (FrEIA cast them to
+    float32, which broke float64 models).
     ``log|det J| = sum_i ln dy_i/dx_i``.
 
     Args:
@@ -112,6 +100,7 @@ class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
         else:
             shape = (n_params, *self.dims_in[0][1:])
             self.spline_parameters = nn.Parameter(torch.zeros(shape))
+            self.fixed_size = True  # one parameter set per position: the extents are fixed
 
     def forward(
         self,
@@ -121,11 +110,12 @@ class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
         jac: bool = True,
     ) -> Tuple[Tuple[Tensor], Tensor]:
         """Apply the spline (its inverse when ``rev``); the log-det is always computed."""
-        x, cs = self._checked_inputs(x_or_z, c)
+        (x,), cs = self._checked(x_or_z, c, rev)
         raw = self._raw_parameters(x, cs)
         parameters = self.constrain_parameters(self.split_parameters(raw, self.channels))
-        y, log_det = self.binned_spline(x, parameters, rational_quadratic_spline_fn, rev=rev)
-        return (y,), log_det
+        y, log_jac = self.binned_spline(x, parameters, rational_quadratic_spline, rev=rev)
+        log_det = log_jac.sum(tuple(range(1, log_jac.dim())), dtype=acc_dtype(log_jac.dtype))
+        return (y,), (-log_det if rev else log_det).to(y.dtype)
 
     def constrain_parameters(self, parameters: Params) -> Params:
         """Bins as in :class:`BinnedSplineBase`, then the ``K + 1`` knot derivatives."""
@@ -147,11 +137,3 @@ class ElementwiseRationalQuadraticSpline(BinnedSplineBase):
                 f"{tuple(raw.shape)}, expected {want}."
             )
         return raw
-
-    def _checked_inputs(
-        self, x: Sequence[Tensor], c: Optional[Sequence[Tensor]]
-    ) -> Tuple[Tensor, List[Tensor]]:
-        """Validate the input and conditions: count, shape, dtype, device (Python values only)."""
-        block, like = type(self).__name__, module_reference(self)
-        (x_in,) = check_input_tensors(block, x, self.dims_in, like)
-        return x_in, check_condition_tensors(block, c, self.dims_c, like)
