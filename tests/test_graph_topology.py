@@ -107,7 +107,7 @@ def test_split_bad_sections_raise_assertion_errors(kwargs: dict, match: str) -> 
 
 
 def test_split_rejects_several_inputs() -> None:
-    with pytest.raises(AssertionError, match="one input"):
+    with pytest.raises(AssertionError, match="1 input"):
         Split([(4,), (4,)])
 
 

@@ -11,18 +11,9 @@ from torch import Tensor
 
 from ._common import sum_nonbatch
 
-__all__ = [
-    "actnorm_map",
-    "channel_mean_std",
-    "channel_param_shape",
-    "convert_old_actnorm_keys",
-    "distributed_channel_mean_std",
-    "distributed_world_size",
-    "reduce_dims",
-    "scale_by_log",
-    "symmetric_log_slope",
-    "two_sided_log_slope",
-]
+__all__ = ["actnorm_map", "channel_mean_std", "channel_param_shape", "convert_old_actnorm_keys",
+           "distributed_channel_mean_std", "distributed_world_size", "reduce_dims", "scale_by_log",
+           "symmetric_log_slope", "two_sided_log_slope"]
 
 
 def channel_param_shape(shape: Tuple[int, ...]) -> Tuple[int, ...]:

@@ -15,21 +15,9 @@ from torch import Tensor, nn
 from .._errors import InvertibleAssertionError
 from ._common import Shape, sum_nonbatch
 
-__all__ = [
-    "LAYER_KINDS",
-    "Layer",
-    "LayerKind",
-    "WeightOp",
-    "check_iresnet_args",
-    "conv_norm_bound",
-    "dense_norm_bound",
-    "fixed_point_inverse",
-    "interleave_elu",
-    "layer_norm_bounds",
-    "power_iteration_norm",
-    "power_series_log_det",
-    "weights_key",
-]
+__all__ = ["LAYER_KINDS", "Layer", "LayerKind", "WeightOp", "check_iresnet_args", "conv_norm_bound",
+           "dense_norm_bound", "fixed_point_inverse", "interleave_elu", "layer_norm_bounds",
+           "power_iteration_norm", "power_series_log_det", "weights_key"]
 
 #: ``op(x, weight)``: a layer's linear map (or its adjoint) applied with the given weight.
 WeightOp = Callable[[Tensor, Tensor], Tensor]

@@ -23,17 +23,9 @@ from torch import Tensor
 
 from ._common import is_compiling
 
-__all__ = [
-    "ChannelOp",
-    "channel_matrix_function",
-    "householder_product",
-    "inverse_index",
-    "matrix_kernel",
-    "one_hot_matrix",
-    "one_hot_to_index",
-    "permute_channels",
-    "random_rotation",
-]
+__all__ = ["ChannelOp", "channel_matrix_function", "householder_product", "inverse_index",
+           "matrix_kernel", "one_hot_matrix", "one_hot_to_index", "permute_channels",
+           "random_rotation"]
 
 #: ``op(x, w)``: apply a permutation (index) or a channel matrix (kernel) ``w`` to ``x``.
 ChannelOp = Callable[[Tensor, Tensor], Tensor]

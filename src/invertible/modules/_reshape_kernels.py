@@ -8,19 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import Shape, check_single_input
+from ._common import Shape, ShapeList, image_shape
 
-__all__ = [
-    "check_even_extents",
-    "check_image_shape",
-    "haar_kernel",
-    "haar_wavelet_permutation",
-    "irevnet_kernel",
-    "squeeze_grouped",
-    "squeeze_interleaved",
-    "unsqueeze_grouped",
-    "unsqueeze_interleaved",
-]
+__all__ = ["check_even_extents", "check_image_shape", "haar_kernel", "haar_wavelet_permutation",
+           "irevnet_kernel", "squeeze_grouped", "squeeze_interleaved", "unsqueeze_grouped",
+           "unsqueeze_interleaved"]
 
 # The four Haar bands of a 2x2 block [[p00, p01], [p10, p11]] (before the scale factor):
 # average, left minus right, top minus bottom, diagonal.
@@ -32,7 +24,7 @@ HAAR_BANDS: List[List[List[float]]] = [
 ]
 
 
-def check_image_shape(block: str, dims_in: List[Shape], upsampling: bool) -> Shape:
+def check_image_shape(block: str, dims_in: ShapeList, upsampling: bool) -> Shape:
     """Validate the single image input of a 2x2 reshape and return its ``(C, H, W)``.
 
     Downsampling needs even ``H`` and ``W``; upsampling needs ``C`` divisible by 4.
@@ -40,15 +32,9 @@ def check_image_shape(block: str, dims_in: List[Shape], upsampling: bool) -> Sha
     Raises:
         ValueError: more than one input, not 3-D, or sizes that do not fit, naming the shape.
     """
-    check_single_input(block, dims_in)
-    shape = tuple(int(d) for d in dims_in[0])
-    if len(shape) != 3:
-        raise ValueError(f"{block} works on images (C, H, W), got shape {shape}.")
-    c, h, w = shape
+    c, h, w = shape = image_shape(block, dims_in)
     if upsampling and (c % 4 != 0 or c == 0):
-        raise ValueError(
-            f"{block} needs a channel count divisible by 4, got shape {shape} ({c} channels)."
-        )
+        raise ValueError(f"{block} needs a channel count divisible by 4, got shape {shape}.")
     if not upsampling and (h % 2 != 0 or w % 2 != 0 or h == 0 or w == 0):
         raise ValueError(f"{block} needs an even height and width, got shape {shape}.")
     return shape

@@ -17,12 +17,12 @@ from torch import Tensor
 from ._common import (
     Dims,
     Outputs,
-    Shape,
     ShapeList,
     Tensors,
     channel_input_shape,
     check_single_input,
     frozen_parameter,
+    image_shape,
     require_no_conditions,
     same_shape,
     sum_nonbatch,
@@ -64,11 +64,11 @@ def checked_matrix(block: str, M: Any, size: int) -> Tensor:
             f"{size} input channels, got shape {tuple(M.shape)}."
         )
     finite = bool(torch.isfinite(M).all())
-    if not finite or int(torch.linalg.matrix_rank(M.double())) < size:
+    rank = int(torch.linalg.matrix_rank(M.double())) if finite else "undefined"
+    if rank != size:
         raise ValueError(
             f"{block}: M of shape {tuple(M.shape)} is not invertible (it is singular or holds "
-            f"non-finite values); its rank is "
-            f"{int(torch.linalg.matrix_rank(M.double())) if finite else 'undefined'}."
+            f"non-finite values); its rank is {rank}."
         )
     return M
 
@@ -95,12 +95,8 @@ class PermuteRandom(InvertibleModule):
             draws ``np.random.permutation(C)`` from numpy's global generator.
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = None,
-        seed: Optional[int] = None,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None, seed: Optional[int] = None
+                 ) -> None:
         super().__init__(dims_in, dims_c)
         require_no_conditions("PermuteRandom", self.dims_c)
         self.in_channels = channel_input_shape("PermuteRandom", self.dims_in)[0]
@@ -142,13 +138,8 @@ class FixedLinearTransform(InvertibleModule):
     b: Tensor
     logDetM: Tensor  # noqa: N815 (FrEIA's state_dict key)
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = None,
-        M: Any = None,
-        b: Any = None,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None, M: Any = None, b: Any = None
+                 ) -> None:
         super().__init__(dims_in, dims_c)
         require_no_conditions("FixedLinearTransform", self.dims_c)
         size = vector_size("FixedLinearTransform", self.dims_in)
@@ -167,9 +158,7 @@ class FixedLinearTransform(InvertibleModule):
         b = torch.as_tensor(b).detach().clone()
         b = b if b.is_floating_point() else b.to(dtype)
         if b.numel() != d or b.dim() > 2:
-            raise ValueError(
-                f"FixedLinearTransform: b must have shape ({d},), got {tuple(b.shape)}."
-            )
+            raise ValueError(f"FixedLinearTransform: b must have shape ({d},), got {b.shape}.")
         return b.reshape(1, d)
 
     def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, *args: Any,
@@ -211,29 +200,14 @@ class Fixed1x1Conv(InvertibleModule):
         ValueError: missing, wrongly shaped or singular ``M``; non-image input.
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = None,
-        M: Any = None,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None, M: Any = None) -> None:
         super().__init__(dims_in, dims_c)
         require_no_conditions("Fixed1x1Conv", self.dims_c)
-        shape = self._image_shape(self.dims_in)
-        channels = shape[0]
+        channels = image_shape("Fixed1x1Conv", self.dims_in)[0]
         m_t, m_inv, log_det = transpose_inverse_log_det(checked_matrix("Fixed1x1Conv", M, channels))
         self.M = frozen_parameter(m_t.reshape(channels, channels, 1, 1))
         self.M_inv = frozen_parameter(m_inv.reshape(channels, channels, 1, 1))
         self.logDetM = frozen_parameter(log_det)
-
-    @staticmethod
-    def _image_shape(input_dims: ShapeList) -> Shape:
-        """The single input's ``(C, H, W)``; ``ValueError`` for other counts or ranks."""
-        check_single_input("Fixed1x1Conv", input_dims)
-        shape = tuple(int(d) for d in input_dims[0])
-        if len(shape) != 3:
-            raise ValueError(f"Fixed1x1Conv works on images (C, H, W), got shape {shape}.")
-        return shape
 
     def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Forward ``conv2d(x, Mᵀ)``; reverse ``conv2d(y, (Mᵀ)⁻¹)``, at any image size."""
@@ -247,7 +221,7 @@ class Fixed1x1Conv(InvertibleModule):
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """The input shape, unchanged (images only)."""
-        return [self._image_shape(input_dims)]
+        return [image_shape("Fixed1x1Conv", input_dims)]
 
 
 def log_sigmoid_derivative(x: Tensor) -> Tensor:

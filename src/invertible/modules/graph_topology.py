@@ -14,7 +14,16 @@ import torch
 from torch import Tensor
 
 from .._errors import InvertibleAssertionError
-from ._common import Dims, Outputs, Shape, ShapeList, Tensors, is_int, zero_log_det
+from ._common import (
+    Dims,
+    Outputs,
+    Shape,
+    ShapeList,
+    Tensors,
+    check_single_input,
+    is_int,
+    zero_log_det,
+)
 from .base import InvertibleModule
 
 __all__ = ["Concat", "Concat1d", "ConcatChannel", "Split", "Split1D", "SplitChannel"]
@@ -56,9 +65,7 @@ def equal_sections(length: int, n_sections: Any) -> List[int]:
 def listed_sections(length: int, sizes: Sequence[Any]) -> List[int]:
     """Validate explicit section sizes; add a final section if they do not fill ``length``."""
     if not all(is_int(s) and s > 0 for s in sizes) or len(sizes) == 0:
-        raise InvertibleAssertionError(
-            f"Split: section_sizes must be positive ints, got {list(sizes)!r}."
-        )
+        raise InvertibleAssertionError(f"Split: section_sizes must be positive ints, got {sizes}.")
     result = [int(s) for s in sizes]
     total = sum(result)
     if total > length:
@@ -96,6 +103,16 @@ def section_sizes_for(length: int, section_sizes: SectionSizes, n_sections: Any)
     )
 
 
+def regroup(xs: List[Tensor], split: bool, dim: int, sections: List[int]) -> Outputs:
+    """``torch.split`` of the one tensor into ``sections`` (a tuple), or ``[cat(xs)]``, along
+    axis ``dim`` (batch excluded); log-det 0."""
+    if split:
+        out: Sequence[Tensor] = torch.split(xs[0], sections, dim=dim + 1)
+    else:
+        out = [torch.cat(xs, dim=dim + 1)]
+    return out, zero_log_det(out[0])
+
+
 class Split(InvertibleModule):
     r"""Split one tensor into sections along one axis: :math:`x \mapsto (x_1, \dots, x_n)`.
 
@@ -118,18 +135,10 @@ class Split(InvertibleModule):
         InvertibleAssertionError: more than one input, bad ``dim`` or bad section sizes.
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        section_sizes: SectionSizes = None,
-        n_sections: int = 2,
-        dim: int = 0,
-    ) -> None:
+    def __init__(self, dims_in: Dims, section_sizes: SectionSizes = None, n_sections: int = 2,
+                 dim: int = 0) -> None:
         super().__init__(dims_in)
-        if len(self.dims_in) != 1:
-            raise InvertibleAssertionError(
-                f"Split: exactly one input is required, got {len(self.dims_in)}: {self.dims_in}."
-            )
+        check_single_input("Split", self.dims_in, InvertibleAssertionError)
         self.dim = normalise_dim("Split", dim, self.dims_in[0])
         self.fixed_size = self.dim != 0
         length = self.dims_in[0][self.dim]
@@ -138,31 +147,20 @@ class Split(InvertibleModule):
     def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Forward: ``torch.split`` (a tuple); reverse: ``[cat(sections)]``."""
         xs, _ = self._checked(x, None, rev, floating=False)
-        if rev:
-            out: Sequence[Tensor] = [torch.cat(xs, dim=self.dim + 1)]
-        else:
-            out = torch.split(xs[0], self.split_size_or_sections, dim=self.dim + 1)
-        return out, zero_log_det(out[0])
+        return regroup(xs, not rev, self.dim, self.split_size_or_sections)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """One shape per section, with axis ``dim`` replaced by the section size."""
-        if len(input_dims) != 1:
-            raise InvertibleAssertionError(
-                f"Split: exactly one input is required, got {len(input_dims)}: {input_dims}."
-            )
+        check_single_input("Split", input_dims, InvertibleAssertionError)
         shape = tuple(int(d) for d in input_dims[0])
-        return [
-            shape[: self.dim] + (size,) + shape[self.dim + 1 :]
-            for size in self.split_size_or_sections
-        ]
+        d = self.dim
+        return [shape[:d] + (size,) + shape[d + 1 :] for size in self.split_size_or_sections]
 
 
 def check_concat_ranks(dims_in: ShapeList) -> None:
     """Concat needs more than one input, all of the same rank."""
     if len(dims_in) < 2:
-        raise InvertibleAssertionError(
-            f"Concat: needs more than one input, got {len(dims_in)}: {dims_in}."
-        )
+        raise InvertibleAssertionError(f"Concat: needs more than one input, got {dims_in}.")
     ranks = {len(d) for d in dims_in}
     if len(ranks) != 1:
         raise InvertibleAssertionError(
@@ -207,13 +205,7 @@ class Concat(InvertibleModule):
     def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Forward: ``[cat(inputs)]``; reverse: ``torch.split`` (a tuple)."""
         xs, _ = self._checked(x, None, rev, floating=False)
-        if rev:
-            out: Sequence[Tensor] = torch.split(
-                xs[0], self.split_size_or_sections, dim=self.dim + 1
-            )
-        else:
-            out = [torch.cat(xs, dim=self.dim + 1)]
-        return out, zero_log_det(out[0])
+        return regroup(xs, rev, self.dim, self.split_size_or_sections)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
         """One shape: the inputs' common shape with axis ``dim`` summed."""

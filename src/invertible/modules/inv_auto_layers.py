@@ -15,7 +15,7 @@ from typing import Any, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from ._common import (
     Dims,
@@ -24,8 +24,9 @@ from ._common import (
     ShapeList,
     Tensors,
     channel_input_shape,
-    check_single_input,
+    image_shape,
     require_no_conditions,
+    vector_size,
     zero_log_det,
 )
 from ._elementwise import (
@@ -36,14 +37,8 @@ from ._elementwise import (
 )
 from .base import InvertibleModule
 
-__all__ = [
-    "InvAutoAct",
-    "InvAutoActFixed",
-    "InvAutoActTwoSided",
-    "InvAutoConv2D",
-    "InvAutoFC",
-    "LearnedElementwiseScaling",
-]
+__all__ = ["InvAutoAct", "InvAutoActFixed", "InvAutoActTwoSided", "InvAutoConv2D", "InvAutoFC",
+           "LearnedElementwiseScaling"]
 
 _INTRACTABLE = (
     "{}: the log-Jacobian-determinant is not tractable; 0.0 is returned. The layer is only "
@@ -59,11 +54,12 @@ def _only_input(block: str, dims_in: ShapeList, dims_c: ShapeList) -> Shape:
     return shape
 
 
-def _log_ones(value: float, shape: Shape, block: str, name: str) -> Tensor:
-    """``ln(value) * ones(shape)``, the initial log-slope or log-scale."""
+def _log_parameter(block: str, name: str, value: float, shape: Shape,
+                   learnable: bool = True) -> nn.Parameter:
+    """``ln(value) * ones(shape)``, the initial log-slope or log-scale, as a parameter."""
     if not value > 0:
         raise ValueError(f"{block}: {name} must be positive (it is stored as a log), got {value}.")
-    return math.log(value) * torch.ones(shape)
+    return nn.Parameter(math.log(value) * torch.ones(shape), requires_grad=learnable)
 
 
 class InvAutoActTwoSided(InvertibleModule):
@@ -82,21 +78,14 @@ class InvAutoActTwoSided(InvertibleModule):
         learnable: ``False`` freezes both slopes.
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = None,
-        init_pos: float = 2.0,
-        init_neg: float = 0.5,
-        learnable: bool = True,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None, init_pos: float = 2.0,
+                 init_neg: float = 0.5, learnable: bool = True) -> None:
         super().__init__(dims_in, dims_c)
-        shape = channel_param_shape(_only_input("InvAutoActTwoSided", self.dims_in, self.dims_c))
+        block = "InvAutoActTwoSided"
+        shape = channel_param_shape(_only_input(block, self.dims_in, self.dims_c))
         self.tensor_rank = len(self.dims_in[0])
-        self.alpha_pos = nn.Parameter(_log_ones(init_pos, shape, "InvAutoActTwoSided", "init_pos"))
-        self.alpha_neg = nn.Parameter(_log_ones(init_neg, shape, "InvAutoActTwoSided", "init_neg"))
-        self.alpha_pos.requires_grad_(learnable)
-        self.alpha_neg.requires_grad_(learnable)
+        self.alpha_pos = _log_parameter(block, "init_pos", init_pos, shape, learnable)
+        self.alpha_neg = _log_parameter(block, "init_neg", init_neg, shape, learnable)
 
     def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Scale each element by its side's slope (divide in reverse); log-det ``(B,)``."""
@@ -124,19 +113,13 @@ class InvAutoAct(InvertibleModule):
         learnable: ``False`` freezes ``alpha``.
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = None,
-        slope_init: float = 2.0,
-        learnable: bool = True,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None, slope_init: float = 2.0,
+                 learnable: bool = True) -> None:
         super().__init__(dims_in, dims_c)
         block = type(self).__name__
         shape = channel_param_shape(_only_input(block, self.dims_in, self.dims_c))
         self.tensor_rank = len(self.dims_in[0])
-        self.alpha = nn.Parameter(_log_ones(slope_init, shape, block, "slope_init"))
-        self.alpha.requires_grad_(learnable)
+        self.alpha = _log_parameter(block, "slope_init", slope_init, shape, learnable)
 
     def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Multiply positives by ``e^alpha`` and divide negatives (the opposite in reverse)."""
@@ -159,11 +142,8 @@ class InvAutoActFixed(InvAutoAct):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        warnings.warn(
-            "Deprecated: please use InvAutoAct with the learnable=False argument.",
-            UserWarning,
-            stacklevel=2,
-        )
+        warnings.warn("Deprecated: please use InvAutoAct with the learnable=False argument.",
+                      UserWarning, stacklevel=2)
 
 
 class LearnedElementwiseScaling(InvertibleModule):
@@ -182,13 +162,12 @@ class LearnedElementwiseScaling(InvertibleModule):
 
     fixed_size = True
 
-    def __init__(
-        self, dims_in: Dims, dims_c: Optional[Dims] = None, init_scale: float = 1.0
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None, init_scale: float = 1.0
+                 ) -> None:
         super().__init__(dims_in, dims_c)
-        shape = (1, *_only_input("LearnedElementwiseScaling", self.dims_in, self.dims_c))
-        s = _log_ones(init_scale, shape, "LearnedElementwiseScaling", "init_scale")
-        self.s = nn.Parameter(s)
+        block = "LearnedElementwiseScaling"
+        shape = (1, *_only_input(block, self.dims_in, self.dims_c))
+        self.s = _log_parameter(block, "init_scale", init_scale, shape)
 
     def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """Multiply by ``e^s`` (divide in reverse)."""
@@ -218,14 +197,13 @@ class InvAutoFC(InvertibleModule):
 
     exact_inverse = False
 
-    def __init__(
-        self, dims_in: Dims, dims_c: Optional[Dims] = None, dims_out: Optional[int] = None
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None, dims_out: Optional[int] = None
+                 ) -> None:
         super().__init__(dims_in, dims_c)
-        _only_input("InvAutoFC", self.dims_in, self.dims_c)
-        self.dims_out = self.dims_in[0][0] if dims_out is None else int(dims_out)
-        self.output_dims(self.dims_in)  # validate at build time
-        weights = torch.randn(self.dims_out, self.dims_in[0][0])
+        size = vector_size("InvAutoFC", self.dims_in)
+        require_no_conditions("InvAutoFC", self.dims_c)
+        self.dims_out = size if dims_out is None else int(dims_out)
+        weights = torch.randn(self.dims_out, size)
         self.weights = nn.Parameter(math.sqrt(1.0 / self.dims_out) * weights)
         self.bias = nn.Parameter(torch.randn(1, self.dims_out))
 
@@ -238,14 +216,8 @@ class InvAutoFC(InvertibleModule):
         return [out], zero_log_det(out)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
-        """``[(dims_out,)]``.
-
-        Raises:
-            ValueError: more than one input, or an input that is not 1-D.
-        """
-        check_single_input("InvAutoFC", input_dims)
-        if len(input_dims[0]) != 1:
-            raise ValueError(f"InvAutoFC works on 1-D (vector) inputs only, got {input_dims[0]}.")
+        """``[(dims_out,)]``; ``ValueError`` unless ``input_dims`` is one vector shape."""
+        vector_size("InvAutoFC", input_dims)
         return [(self.dims_out,)]
 
 
@@ -275,19 +247,14 @@ class InvAutoConv2D(InvertibleModule):
 
     exact_inverse = False
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = None,
-        dims_out: Optional[Iterable[int]] = None,
-        kernel_size: int = 3,
-        padding: int = 1,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None,
+                 dims_out: Optional[Iterable[int]] = None, kernel_size: int = 3,
+                 padding: int = 1) -> None:
         super().__init__(dims_in, dims_c)
-        shape = _only_input("InvAutoConv2D", self.dims_in, self.dims_c)
+        require_no_conditions("InvAutoConv2D", self.dims_c)
+        shape = image_shape("InvAutoConv2D", self.dims_in)
         self.dims_out = shape if dims_out is None else tuple(int(d) for d in dims_out)
         self.kernel_size, self.padding = kernel_size, padding
-        self.output_dims(self.dims_in)  # validate at build time
         expected = _conv_output_shape(shape, self.dims_out[0], kernel_size, padding)
         if self.dims_out != expected:
             raise ValueError(
@@ -297,7 +264,7 @@ class InvAutoConv2D(InvertibleModule):
             )
         c_out = self.dims_out[0]
         self.conv2d = nn.Conv2d(shape[0], c_out, kernel_size, padding=padding, bias=False)
-        self.bias = nn.Parameter(torch.randn(1, self.dims_out[0], 1, 1))
+        self.bias = nn.Parameter(torch.randn(1, c_out, 1, 1))
 
     def forward(self, x: Tensors, rev: bool = False, jac: bool = True) -> Outputs:  # type: ignore[override]
         """``conv2d(x) + b``, or ``conv_transpose2d(y - b)`` in reverse; log-det zeros."""
@@ -311,14 +278,6 @@ class InvAutoConv2D(InvertibleModule):
         return [out], zero_log_det(out)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
-        """``[dims_out]``.
-
-        Raises:
-            ValueError: more than one input, or an input that is not ``(C, H, W)``.
-        """
-        check_single_input("InvAutoConv2D", input_dims)
-        if len(input_dims[0]) != 3:
-            raise ValueError(
-                f"InvAutoConv2D works on image inputs (C, H, W) only, got {input_dims[0]}."
-            )
+        """``[dims_out]``; ``ValueError`` unless ``input_dims`` is one image shape."""
+        image_shape("InvAutoConv2D", input_dims)
         return [tuple(self.dims_out)]

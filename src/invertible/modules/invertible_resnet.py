@@ -22,9 +22,11 @@ from ._common import (
     Outputs,
     ShapeList,
     Tensors,
+    channel_input_shape,
     check_single_input,
     is_tracing,
     n_elements,
+    require_no_conditions,
     zero_log_det,
 )
 from ._elementwise import (
@@ -47,13 +49,8 @@ from ._iresnet import (
 )
 from .base import InvertibleModule
 
-__all__ = [
-    "ActNorm",
-    "IResNetLayer",
-    "fixed_point_inverse",
-    "power_iteration_norm",
-    "power_series_log_det",
-]
+__all__ = ["ActNorm", "IResNetLayer", "fixed_point_inverse", "power_iteration_norm",
+           "power_series_log_det"]
 
 
 # --- ActNorm -----------------------------------------------------------------------------------
@@ -100,16 +97,12 @@ class ActNorm(InvertibleModule):
     process_group: Optional[Any] = None
     is_initialized: Tensor
 
-    def __init__(
-        self, dims_in: Dims, dims_c: Optional[Dims] = None, init_data: Optional[Tensor] = None
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None,
+                 init_data: Optional[Tensor] = None) -> None:
         super().__init__(dims_in, dims_c)
-        self.output_dims(self.dims_in)
-        if self.dims_c:
-            raise ValueError(f"ActNorm is unconditional, got dims_c={self.dims_c}.")
-        if len(self.dims_in[0]) == 0:
-            raise ValueError(f"ActNorm needs an input with a channel axis, got {self.dims_in[0]}.")
-        shape = channel_param_shape(self.dims_in[0])
+        self.output_dims(self.dims_in)  # several inputs: an AssertionError, as in FrEIA
+        require_no_conditions("ActNorm", self.dims_c)
+        shape = channel_param_shape(channel_input_shape("ActNorm", self.dims_in))
         self.register_buffer("is_initialized", torch.tensor(False))
         self.log_scale = nn.Parameter(torch.zeros(shape))
         self.loc = nn.Parameter(torch.zeros(shape))
@@ -147,7 +140,12 @@ class ActNorm(InvertibleModule):
         """Per-channel mean and std of ``batch``, all-reduced over ranks when distributed."""
         if self.sync_distributed_init and distributed_world_size(self.process_group) > 1:
             return distributed_channel_mean_std(batch, self.process_group)
-        self._check_init_count(batch)
+        if batch.shape[0] * n_elements(batch.shape[2:]) < 2:
+            raise ValueError(
+                f"ActNorm cannot initialise from a batch of shape {tuple(batch.shape)}: it holds "
+                "one value per channel (batch x spatial size 1), so the std is undefined. "
+                "Initialise with a larger batch (init_data=... or initialize(batch))."
+            )
         return channel_mean_std(batch)
 
     def _check_init_batch(self, batch: Tensor) -> None:
@@ -156,16 +154,6 @@ class ActNorm(InvertibleModule):
             raise ValueError(
                 f"ActNorm cannot initialise from a batch of shape {tuple(batch.shape)}: expected "
                 f"(batch, {', '.join(str(d) for d in self.dims_in[0])})."
-            )
-
-    @staticmethod
-    def _check_init_count(batch: Tensor) -> None:
-        """Raise ``ValueError`` if ``batch`` holds one value per channel (single process)."""
-        if batch.shape[0] * n_elements(batch.shape[2:]) < 2:
-            raise ValueError(
-                f"ActNorm cannot initialise from a batch of shape {tuple(batch.shape)}: it holds "
-                "one value per channel (batch x spatial size 1), so the std is undefined. "
-                "Initialise with a larger batch (init_data=... or initialize(batch))."
             )
 
     def _initialize_once(self, x: Tensor, rev: bool) -> None:
@@ -279,19 +267,11 @@ class IResNetLayer(InvertibleModule):
 
     exact_inverse = False
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = None,
-        internal_size: Optional[int] = None,
-        n_internal_layers: int = 1,
-        jacobian_iterations: int = 20,
-        hutchinson_samples: int = 1,
-        fixed_point_iterations: int = 50,
-        lipschitz_iterations: int = 10,
-        lipschitz_batchsize: int = 10,
-        spectral_norm_max: float = 0.8,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None,
+                 internal_size: Optional[int] = None, n_internal_layers: int = 1,
+                 jacobian_iterations: int = 20, hutchinson_samples: int = 1,
+                 fixed_point_iterations: int = 50, lipschitz_iterations: int = 10,
+                 lipschitz_batchsize: int = 10, spectral_norm_max: float = 0.8) -> None:
         super().__init__(dims_in, dims_c)
         check_single_input("IResNetLayer", self.dims_in)
         self.input_shape = self.dims_in[0]  # FrEIA overwrote dims_in with this bare tuple

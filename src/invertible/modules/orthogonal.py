@@ -28,12 +28,7 @@ from ._common import (
 from ._permutation import householder_product
 from .base import InvertibleModule, check_tensors
 
-__all__ = [
-    "HouseholderPerm",
-    "OrthogonalTransform",
-    "correct_weights",
-    "orth_correction",
-]
+__all__ = ["HouseholderPerm", "OrthogonalTransform", "correct_weights", "orth_correction"]
 
 
 # --- kernels ---------------------------------------------------------------------------------
@@ -138,13 +133,8 @@ class OrthogonalTransform(InvertibleModule):
 
     exact_inverse = False
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = None,
-        correction_interval: int = 256,
-        clamp: float = 5.0,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None, correction_interval: int = 256,
+                 clamp: float = 5.0) -> None:
         super().__init__(dims_in, dims_c)
         width = vector_size("OrthogonalTransform", self.dims_in)
         require_no_conditions("OrthogonalTransform", self.dims_c)
@@ -220,13 +210,8 @@ class HouseholderPerm(InvertibleModule):
             condition).
     """
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: Optional[Dims] = None,
-        n_reflections: int = 1,
-        fixed: bool = False,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None, n_reflections: int = 1,
+                 fixed: bool = False) -> None:
         super().__init__(dims_in, dims_c)
         if not is_int(n_reflections) or n_reflections < 1:
             raise ValueError(
@@ -256,10 +241,8 @@ class HouseholderPerm(InvertibleModule):
     def _check_condition(self) -> None:
         """One condition with ``width * n_reflections`` elements, and not ``fixed``."""
         if len(self.dims_c) != 1:
-            raise ValueError(
-                f"HouseholderPerm takes exactly one condition (the reflection vectors), got "
-                f"dims_c={self.dims_c}."
-            )
+            raise ValueError(f"HouseholderPerm takes exactly one condition (the reflection "
+                             f"vectors), got dims_c={self.dims_c}.")
         if self.fixed:
             raise ValueError("HouseholderPerm cannot be fixed and conditional at the same time.")
         expected = self.width * self.n_reflections

@@ -37,35 +37,47 @@ from ._reshape_kernels import (
 )
 from .base import InvertibleModule
 
-__all__ = [
-    "Flatten",
-    "HaarDownsampling",
-    "HaarUpsampling",
-    "IRevNetDownsampling",
-    "IRevNetUpsampling",
-    "Reshape",
-]
+__all__ = ["Flatten", "HaarDownsampling", "HaarUpsampling", "IRevNetDownsampling",
+           "IRevNetUpsampling", "Reshape"]
 
 OptDims = Optional[Dims]
 
 
-def squeezed_shape(shape: Shape) -> Shape:
-    """``(C, H, W) -> (4C, H/2, W/2)``."""
-    return (4 * shape[0], shape[1] // 2, shape[2] // 2)
+class _SpaceToDepth(InvertibleModule):
+    """What the 2x2 reshapes share: their shapes and their call.
+
+    A subclass maps an image to its 2x2 blocks stacked on the channels (``_down``,
+    ``(C, H, W) -> (4C, H/2, W/2)``) and back (``_up``); an upsampling subclass swaps the two
+    directions. ``_down`` needs an even height and width, checked at call time, since the block
+    runs at any such size.
+    """
+
+    _upsampling = False
+
+    def _down(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _up(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _log_det(self, x: Tensor, y: Tensor, down: bool) -> Tensor:
+        """The log-det of a call from ``x`` to ``y`` (0 for a permutation of the pixels)."""
+        return zero_log_det(y)
+
+    def forward(self, x: Tensors, c: Any = None, jac: bool = True, rev: bool = False) -> Outputs:  # type: ignore[override]
+        """To 2x2 blocks, or back when ``rev`` (FrEIA's order: ``jac`` before ``rev``)."""
+        (x_in,), _ = self._checked(x, c, rev)
+        down = rev == self._upsampling
+        y = self._down(check_even_extents(type(self).__name__, x_in)) if down else self._up(x_in)
+        return (y,), self._log_det(x_in, y, down)
+
+    def output_dims(self, input_dims: ShapeList) -> ShapeList:
+        """``[(4C, H/2, W/2)]``, or ``[(C/4, 2H, 2W)]`` for the upsampling subclasses."""
+        c, h, w = check_image_shape(type(self).__name__, list(input_dims), self._upsampling)
+        return [(c // 4, 2 * h, 2 * w) if self._upsampling else (4 * c, h // 2, w // 2)]
 
 
-def unsqueezed_shape(shape: Shape) -> Shape:
-    """``(4C, H, W) -> (C, 2H, 2W)``."""
-    return (shape[0] // 4, 2 * shape[1], 2 * shape[2])
-
-
-def space_to_depth_dims(block: str, input_dims: ShapeList, upsampling: bool) -> ShapeList:
-    """``output_dims`` of the 2x2 reshapes: ``[squeezed_shape]``, or ``[unsqueezed_shape]``."""
-    shape = check_image_shape(block, list(input_dims), upsampling)
-    return [unsqueezed_shape(shape) if upsampling else squeezed_shape(shape)]
-
-
-class IRevNetDownsampling(InvertibleModule):
+class IRevNetDownsampling(_SpaceToDepth):
     r"""i-RevNet's invertible 2x2 space-to-depth map: ``(C, H, W) -> (4C, H/2, W/2)``.
 
     Pixel ``k = 2 row + col`` of each 2x2 block of channel ``c`` goes to output channel
@@ -85,11 +97,8 @@ class IRevNetDownsampling(InvertibleModule):
             at call time for an input of odd height or width).
     """
 
-    _upsampling = False  # forward maps image -> blocks; the upsampling subclass swaps
-
-    def __init__(
-        self, dims_in: Dims, dims_c: OptDims = None, legacy_backend: bool = False
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: OptDims = None, legacy_backend: bool = False
+                 ) -> None:
         super().__init__(dims_in, dims_c)
         shape = check_image_shape(type(self).__name__, self.dims_in, self._upsampling)
         self.channels = shape[0] // 4 if self._upsampling else shape[0]
@@ -99,28 +108,17 @@ class IRevNetDownsampling(InvertibleModule):
         if not self.legacy_backend:
             self.downsample_kernel = frozen_parameter(irevnet_kernel(self.channels))
 
-    def _squeeze(self, x: Tensor) -> Tensor:
-        """Image to 2x2 blocks stacked on channels, ``(C, H, W) -> (4C, H/2, W/2)``."""
-        x = check_even_extents(type(self).__name__, x)
+    def _down(self, x: Tensor) -> Tensor:
+        """Channel ``4c + k`` (or ``k C + c``) holds pixel ``k`` of channel ``c``'s blocks."""
         if self.legacy_backend:
             return squeeze_interleaved(x)
         return squeeze_grouped(x, self.downsample_kernel)
 
-    def _unsqueeze(self, y: Tensor) -> Tensor:
-        """The inverse of :meth:`_squeeze`."""
+    def _up(self, y: Tensor) -> Tensor:
+        """The inverse of :meth:`_down`."""
         if self.legacy_backend:
             return unsqueeze_interleaved(y)
         return unsqueeze_grouped(y, self.downsample_kernel)
-
-    def forward(self, x: Tensors, c: Any = None, jac: bool = True, rev: bool = False) -> Outputs:  # type: ignore[override]
-        """Space-to-depth, or its inverse if ``rev`` (FrEIA order: ``jac`` before ``rev``)."""
-        (x_in,), _ = self._checked(x, c, rev)
-        y = self._squeeze(x_in) if rev == self._upsampling else self._unsqueeze(x_in)
-        return (y,), zero_log_det(y)
-
-    def output_dims(self, input_dims: ShapeList) -> ShapeList:
-        """``[(4C, H/2, W/2)]`` (``[(C/4, 2H, 2W)]`` for the upsampling subclass)."""
-        return space_to_depth_dims(type(self).__name__, input_dims, self._upsampling)
 
 
 class IRevNetUpsampling(IRevNetDownsampling):
@@ -139,7 +137,7 @@ class IRevNetUpsampling(IRevNetDownsampling):
     _upsampling = True
 
 
-class HaarDownsampling(InvertibleModule):
+class HaarDownsampling(_SpaceToDepth):
     r"""Haar wavelet transform of 2x2 blocks: ``(C, H, W) -> (4C, H/2, W/2)``.
 
     For a block ``[[p00, p01], [p10, p11]]`` the bands are w0 = p00+p01+p10+p11,
@@ -160,17 +158,11 @@ class HaarDownsampling(InvertibleModule):
             build time; at call time for an input of odd height or width).
     """
 
-    _upsampling = False
     perm: Tensor  # the band order and its inverse, buffers when ``order_by_wavelet``
     perm_inv: Tensor
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: OptDims = None,
-        order_by_wavelet: bool = False,
-        rebalance: float = 1.0,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: OptDims = None, order_by_wavelet: bool = False,
+                 rebalance: float = 1.0) -> None:
         super().__init__(dims_in, dims_c)
         shape = check_image_shape(type(self).__name__, self.dims_in, self._upsampling)
         rebalance = float(rebalance)
@@ -188,30 +180,23 @@ class HaarDownsampling(InvertibleModule):
             self.register_buffer("perm", perm, persistent=False)
             self.register_buffer("perm_inv", perm_inv, persistent=False)
 
-    def _to_bands(self, x: Tensor) -> Tensor:
+    def _down(self, x: Tensor) -> Tensor:
         """Image to scaled Haar bands (ordered by wavelet if ``permute``)."""
-        bands = squeeze_grouped(check_even_extents(type(self).__name__, x), self.haar_weights)
+        bands = squeeze_grouped(x, self.haar_weights)
         if self.permute:
             bands = bands.index_select(1, self.perm)
         return bands * self.fac_fwd
 
-    def _from_bands(self, y: Tensor) -> Tensor:
-        """The inverse of :meth:`_to_bands`."""
+    def _up(self, y: Tensor) -> Tensor:
+        """The inverse of :meth:`_down`."""
         if self.permute:
             y = y.index_select(1, self.perm_inv)
         return unsqueeze_grouped(y * self.fac_rev, self.haar_weights)
 
-    def forward(self, x: Tensors, c: Any = None, jac: bool = True, rev: bool = False) -> Outputs:  # type: ignore[override]
-        """Haar transform, or its inverse when ``rev`` (FrEIA's order: ``jac`` before ``rev``)."""
-        (x_in,), _ = self._checked(x, c, rev)
-        to_bands = rev == self._upsampling
-        y = self._to_bands(x_in) if to_bands else self._from_bands(x_in)
-        per_element = self.jac_fwd if to_bands else self.jac_rev
-        return (y,), zero_log_det(y) + math.prod(x_in.shape[1:]) * per_element
-
-    def output_dims(self, input_dims: ShapeList) -> ShapeList:
-        """``[(4C, H/2, W/2)]`` (``[(C/4, 2H, 2W)]`` for the upsampling subclass)."""
-        return space_to_depth_dims(type(self).__name__, input_dims, self._upsampling)
+    def _log_det(self, x: Tensor, y: Tensor, down: bool) -> Tensor:
+        """``numel(x) ln|rebalance|`` to the bands, its negative back (a traced size stays a
+        traced value: no ``int()``)."""
+        return zero_log_det(y) + math.prod(x.shape[1:]) * (self.jac_fwd if down else self.jac_rev)
 
 
 class HaarUpsampling(HaarDownsampling):
@@ -273,9 +258,8 @@ class Flatten(InvertibleModule):
 def target_shape(output_dims: Any, target_dim: Any) -> Shape:
     """Resolve Reshape's target from ``output_dims`` or the deprecated ``target_dim``."""
     if target_dim is not None:
-        warnings.warn(
-            "Reshape: target_dim is deprecated, use output_dims instead.", UserWarning, stacklevel=3
-        )
+        warnings.warn("Reshape: target_dim is deprecated, use output_dims instead.", UserWarning,
+                      stacklevel=3)
         if output_dims is not None and tuple(output_dims) != tuple(target_dim):
             raise ValueError(
                 f"Reshape: output_dims {tuple(output_dims)} and target_dim {tuple(target_dim)} "
@@ -306,24 +290,17 @@ class Reshape(InvertibleModule):
 
     fixed_size = True
 
-    def __init__(
-        self,
-        dims_in: Dims,
-        dims_c: OptDims = None,
-        output_dims: Optional[Iterable[int]] = None,
-        target_dim: Optional[Iterable[int]] = None,
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: OptDims = None,
+                 output_dims: Optional[Iterable[int]] = None,
+                 target_dim: Optional[Iterable[int]] = None) -> None:
         super().__init__(dims_in, dims_c)
         check_single_input("Reshape", self.dims_in)
         self.size = self.dims_in[0]
         self.target_dim = target_shape(output_dims, target_dim)
-        if min(self.target_dim, default=1) < 1 or n_elements(self.target_dim) != n_elements(
-            self.size
-        ):
-            raise ValueError(
-                f"Reshape: cannot reshape input shape {self.size} ({n_elements(self.size)} "
-                f"elements) to {self.target_dim}: the number of elements must stay the same."
-            )
+        n = n_elements(self.size)
+        if min(self.target_dim, default=1) < 1 or n_elements(self.target_dim) != n:
+            raise ValueError(f"Reshape: cannot reshape input shape {self.size} ({n} elements) to "
+                             f"{self.target_dim}: the number of elements must stay the same.")
 
     def forward(self, x: Tensors, c: Any = None, jac: bool = True, rev: bool = False) -> Outputs:  # type: ignore[override]
         """``reshape(B, *target_dim)``, or back to ``reshape(B, *size)`` when ``rev``."""
