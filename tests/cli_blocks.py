@@ -15,7 +15,7 @@ __all__ = ["LearnedScale", "Scale2", "WrongLogDet", "make_scale_flow"]
 
 
 class Scale2(InvertibleModule):
-    """The spec's §2.7 user block: ``y = 2x``, no ``c`` parameter, a Python float log-det."""
+    """FrEIA's example user block: ``y = 2x``, no ``c`` parameter, a Python float log-det."""
 
     def __init__(self, dims_in: Any, dims_c: Optional[Any] = None) -> None:
         super().__init__(dims_in, dims_c)

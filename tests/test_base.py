@@ -1,4 +1,4 @@
-"""The InvertibleModule contract (the seed page and spec §2) and the Inverse wrapper."""
+"""The InvertibleModule contract (FrEIA's calling convention and attributes) and the Inverse wrapper."""
 
 from __future__ import annotations
 
@@ -44,9 +44,12 @@ def test_abstract_methods_and_deprecated_log_jacobian() -> None:
 
 
 def test_base_defines_no_extra_public_attributes() -> None:
-    """Subclasses (anomalib's) assign attributes freely; the base must not claim names."""
+    """Subclasses (anomalib's) assign attributes freely; the base claims only FrEIA's methods and
+    the capability attributes containers read (plain class attributes a subclass may override)."""
     public = {name for name in vars(InvertibleModule) if not name.startswith("_")}
-    assert public == {"forward", "output_dims", "log_jacobian"}
+    assert public == {"forward", "output_dims", "log_jacobian", "exact_inverse", "fixed_size",
+                      "shape_error"}
+    assert (InvertibleModule.exact_inverse, InvertibleModule.fixed_size) == (True, False)
     instance = set(vars(InvertibleModule([(3,)]))) - set(vars(torch.nn.Module()))
     assert instance == {"dims_in", "dims_c"}
 

@@ -154,6 +154,8 @@ BUILDS: Dict[str, List[Tuple[str, Callable[[], Built]]]] = {
 #: class name -> why no configuration of it compiles with fullgraph=True.
 EXCLUDED: Dict[str, str] = {
     "InvertibleModule": "the abstract base: its forward raises NotImplementedError",
+    "CouplingBlock": "the base of the couplings: a subclass supplies the transform; the "
+    "couplings built on it are compiled above",
     "IResNetLayer": "forward asks torch.is_inference_mode_enabled() (invertible_resnet.py), "
     "which Dynamo refuses; the reverse checks contractivity with a data-dependent float() and "
     "warns; the log-det draws Hutchinson noise, so outputs are random anyway",

@@ -1,7 +1,8 @@
-"""Graph errors: bad node construction, bad graphs (Appendix C, D8, D9) and bad calls."""
+"""Graph errors: bad node construction, bad graphs and bad calls."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -49,6 +50,11 @@ class Misbehaving(InvertibleModule):
         return input_dims
 
 
+def make_linear(dims_in):
+    """A factory that returns a module which is not invertible."""
+    return nn.Linear(dims_in[0][0], dims_in[0][0])
+
+
 def graph_with(mode: str) -> GraphINN:
     inp = InputNode(3, name="x")
     node = Node(inp, Misbehaving, {"mode": mode}, name="bad")
@@ -79,13 +85,20 @@ def test_instance_with_args_or_wrong_dims() -> None:
     with pytest.raises(ValueError, match="also provided arguments"):
         Node(inp, block, {"clamp": 1.0})
     wrong = GLOWCouplingBlock([(6,)], subnet_constructor=dense_subnet)
-    with pytest.raises(ValueError, match=r"dims_in=\[\(6,\)\].*\[\(4,\)\]"):  # D8
-        Node(inp, wrong)
+    with pytest.raises(ValueError, match=r"dims_in=\[\(6,\)\].*\[\(4,\)\]"):  # FrEIA printed
+        Node(inp, wrong)  # the wrong shapes here
     assert inp.outputs == [None]  # a failed node consumes nothing
     with pytest.raises(ValueError, match="also provided arguments"):
         FeedForwardNode(ConditionNode(2), (3,), nn.Linear(2, 3), {"bias": False})
     with pytest.raises(TypeError, match="module_type"):
         Node(inp, 5)
+    for module_type in (nn.Linear, nn.Linear(4, 4)):  # FrEIA: torch's own constructor error
+        with pytest.raises(TypeError, match=r"Node.*module_type must be an InvertibleModule.*Linear"):
+            Node(inp, module_type, {"in_features": 4, "out_features": 4}
+                 if isinstance(module_type, type) else None)
+    with pytest.raises(TypeError, match=r"Node.*the factory make_linear returned a Linear"):
+        Node(inp, make_linear)
+    assert inp.outputs == [None]
 
 
 def test_output_consumed_twice() -> None:
@@ -212,17 +225,34 @@ def test_wrong_number_and_shape_of_inputs() -> None:
     with pytest.raises(ValueError, match=r"Got 2 inputs, but expected 1\."):
         graph([x, x])
     with pytest.raises(ValueError, match=r"Got 1 conditions, but expected 0\."):
-        graph(x, c=[x])
-    with pytest.raises(ValueError, match=r"InputNode 'x'.*\(2, 4\).*\(B, 3\)"):
+        graph(x, c=[x])  # a graph without ConditionNodes refuses conditions (FrEIA ignored them)
+    with pytest.raises(ValueError, match=r"GraphINN: the tensor for InputNode 'x' must have shape "
+                       r"\(B, 3\), got shape \(2, 4\)"):
         graph(torch.randn(2, 4))
-    with pytest.raises(ValueError, match=r"OutputNode.*\(2, 3, 1\)"):
-        graph(torch.randn(2, 3, 1), rev=True)
+    with pytest.raises(ValueError, match=r"the tensor for InputNode 'x' must have shape \(B, 3\)"):
+        graph(torch.randn(2, 3, 1))
     with pytest.raises(ValueError, match="x_or_z"):
         graph()
     with pytest.raises(TypeError, match="c must be"):
         graph(x, c=3)
-    with pytest.raises(TypeError, match="must be a tensor"):
-        graph([3.0])
+    for rev in (False, True):
+        with pytest.raises(TypeError, match=r"GraphINN: the tensor for (In|Out)putNode .* must be a "
+                           r"torch.Tensor, got float"):
+            graph([3.0], rev=rev)
+    with pytest.raises(TypeError, match=r"GraphINN: x_or_z must be a tensor.*got ndarray"):
+        graph(np.zeros((2, 3), dtype=np.float32))
+
+
+def test_reverse_inputs_are_checked_by_the_blocks() -> None:
+    """In reverse the graph checks the count and type only: the first blocks check the rest
+    (some blocks return more than their declared output shape and take it back in reverse)."""
+    inp = InputNode(4, name="x")
+    glow = Node(inp, GLOWCouplingBlock, DENSE, name="glow")
+    graph = GraphINN([inp, glow, OutputNode(glow, name="z")])
+    with pytest.raises(RuntimeError, match=r"Node 'glow'.*GLOWCouplingBlock.*reverse input.*"
+                       r"\(B, 4\).*\(2, 5\)") as info:
+        graph(torch.randn(2, 5), rev=True)
+    assert isinstance(info.value.__cause__, ValueError)
 
 
 @pytest.mark.parametrize(("mode", "message"), [
@@ -248,7 +278,7 @@ def test_jac_false_rejects_a_string_but_accepts_none() -> None:
 
 
 def conditioning_graph() -> GraphINN:
-    """Appendix E: (3,10,10) -> RNVP | c1 -> Flatten -> RNVP | [c2, c3] -> output."""
+    """FrEIA's conditioning test graph: (3,10,10) -> RNVP | c1 -> Flatten -> RNVP | [c2, c3]."""
     inp = InputNode(3, 10, 10, name="x")
     c1, c2, c3 = ConditionNode(1, 10, 10), ConditionNode(50), ConditionNode(20)
     conv = Node(inp, RNVPCouplingBlock, {"subnet_constructor": conv_subnet, "clamp": 1.0},

@@ -1,4 +1,4 @@
-"""GraphINN and nodes: node API, topological order (Appendix D), execution, pickling, embedding."""
+"""GraphINN and nodes: node API, topological order, execution, pickling, embedding."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from toy_blocks import ScalarLogDetScale, Scale2
 
 D64 = torch.float64
 DENSE = {"subnet_constructor": dense_subnet}
-ORDER_D = ["input", "cond", "split1", "conv", "flatten2", "flatten1", "linear", "perm",
+FREIA_ORDER = ["input", "cond", "split1", "conv", "flatten2", "flatten1", "linear", "perm",
            "unflatten2", "unflatten1", "concat", "haar", "output"]
 
 
@@ -52,7 +52,7 @@ def _one_thread():
 
 
 def freia_test_graph(size: int = 10) -> List:
-    """FrEIA's 13-node test graph (Appendix D; ``size`` 10), nodes in construction order."""
+    """FrEIA's 13-node test graph (its own tests use ``size`` 10), nodes in construction order."""
     inp, cond = InputNode(3, size, size, name="input"), ConditionNode(1, size, size, name="cond")
     split = Node(inp, Split, {"section_sizes": [1, 2], "dim": 0}, name="split1")
     flatten1 = Node(split.out0, Flatten, {}, name="flatten1")
@@ -152,14 +152,14 @@ def test_conditioned_module_gets_dims_c() -> None:
 # ---------------------------------------------------------------------------------- order
 
 
-def test_appendix_d_order_module_list_and_state_dict_are_deterministic() -> None:
+def test_freia_graph_order_module_list_and_state_dict_are_deterministic() -> None:
     keys = None
     for attempt in range(3):
         nodes = freia_test_graph()
         order = nodes if attempt == 0 else nodes[::-1] if attempt == 1 else nodes[1::2] + nodes[::2]
         torch.manual_seed(0)
         graph = GraphINN(order)
-        assert [n.name for n in graph.node_list] == ORDER_D
+        assert [n.name for n in graph.node_list] == FREIA_ORDER
         assert [n.name for n in graph.node_list_rev] == [
             "output", "haar", "concat", "unflatten2", "linear", "unflatten1", "cond", "flatten2",
             "perm", "conv", "flatten1", "split1", "input"]
@@ -175,7 +175,7 @@ def test_appendix_d_order_module_list_and_state_dict_are_deterministic() -> None
 def test_topological_order_function_and_collect_nodes() -> None:
     nodes = freia_test_graph()
     inp, out = nodes[0], nodes[-1]
-    assert [n.name for n in topological_order(nodes, [inp], [out])] == ORDER_D
+    assert [n.name for n in topological_order(nodes, [inp], [out])] == FREIA_ORDER
     rev = topological_order(nodes, [inp], [out], rev=True)
     assert rev[0] is out and rev[-1] is inp
     found = collect_nodes(inp, nodes[1])
@@ -183,7 +183,7 @@ def test_topological_order_function_and_collect_nodes() -> None:
     assert set(collect_nodes(inp)) == set(nodes)  # the condition is found through `conv`
 
 
-def test_appendix_d_graph_round_trip_and_numerical_log_det() -> None:
+def test_freia_graph_round_trip_and_numerical_log_det() -> None:
     torch.manual_seed(0)
     graph = GraphINN(freia_test_graph()).double()
     x = torch.randn(2, 3, 10, 10, dtype=D64)
@@ -299,7 +299,7 @@ def test_feed_forward_node_plain_and_invertible_module() -> None:
     z, log_det = graph(x, cs)
     cond = 2.0 * embed.module(*cs)
     z_direct, log_det_direct = glow.module([x], c=[cond, cs[0]])
-    assert torch.allclose(z, z_direct[0]) and torch.allclose(log_det, log_det_direct)  # D11
+    assert torch.allclose(z, z_direct[0]) and torch.allclose(log_det, log_det_direct)  # no FF log-det
     x_rev, log_det_rev = graph(z, cs, rev=True)
     assert torch.allclose(x_rev, x, atol=1e-6) and torch.allclose(log_det_rev, -log_det)
 
@@ -336,6 +336,46 @@ def test_fullgraph_compile_both_directions() -> None:
     x_c, _ = compiled(z, c, rev=True)
     assert torch.allclose(z_c, z) and torch.allclose(log_det_c, log_det)
     assert torch.allclose(x_c, x, atol=1e-5)
+
+
+def gmm_graph(Ff, Fm, d: int, k: int):
+    """FrEIA's own GMM test graph: ConditionNodes w, mu, U, i feeding a GaussianMixtureModel."""
+    inp = Ff.InputNode(d, name="x")
+    conds = [Ff.ConditionNode(*s, name=n) for s, n in
+             [((k,), "w"), ((k, d), "mu"), ((k, d * (d + 1) // 2), "U"), ((0,), "i")]]
+    gmm = Ff.Node(inp, Fm.GaussianMixtureModel, {}, conditions=conds, name="gmm")
+    return Ff.GraphINN([inp, *conds, gmm, Ff.OutputNode(gmm, name="z")])
+
+
+def test_gaussian_mixture_with_all_components_both_directions() -> None:
+    """Without a component index the mixture maps x (B, D) to z (B, K, D), one latent per
+    component, and back: the graph takes the (B, K, D) latents in reverse (FrEIA's own test of
+    this passes on FrEIA). Their log-dets are per component, so they need jac=False."""
+    import invertible.framework as Ff
+    import invertible.modules as Fm
+
+    batch, d, k = 5, 3, 4
+    graph = gmm_graph(Ff, Fm, d, k).double()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, d, generator=gen, dtype=D64)
+    c = [Fm.GaussianMixtureModel.normalize_weights(torch.randn(batch, k, generator=gen, dtype=D64)),
+         torch.randn(batch, k, d, generator=gen, dtype=D64),
+         0.3 * torch.randn(batch, k, d * (d + 1) // 2, generator=gen, dtype=D64), None]
+    z, log_det = graph(x, c, jac=False)
+    assert z.shape == (batch, k, d) and torch.equal(log_det, torch.zeros(batch, dtype=D64))
+    x_rev, _ = graph(z, c, rev=True, jac=False)
+    assert x_rev.shape == (batch, k, d)
+    torch.testing.assert_close(x_rev, x[:, None].expand(batch, k, d))
+    with pytest.raises(RuntimeError, match=r"Node 'gmm'.*log-det of shape \(5, 4\).*jac=False") as info:
+        graph(x, c)
+    assert isinstance(info.value.__cause__, ValueError)
+    freia_fm = pytest.importorskip("FrEIA.modules")  # FrEIA 0.2 runs it in float32 only
+    freia = gmm_graph(pytest.importorskip("FrEIA.framework"), freia_fm, d, k)
+    x, c = x.float(), [t.float() for t in c[:3]] + [None]
+    z_freia, _ = freia(x, c, jac=False)
+    torch.testing.assert_close(z.float(), z_freia)
+    torch.testing.assert_close(graph.float()(z_freia, c, rev=True, jac=False)[0],
+                               freia(z_freia, c, rev=True, jac=False)[0])
 
 
 # ---------------------------------------------------------------------------------- state
@@ -455,7 +495,7 @@ def test_reversible_graph_net_legacy(capsys: pytest.CaptureFixture) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_appendix_d_graph_on_cuda() -> None:
+def test_freia_graph_on_cuda() -> None:
     torch.manual_seed(0)
     graph = GraphINN(freia_test_graph()).cuda()
     x = torch.randn(2, 3, 10, 10, device="cuda")

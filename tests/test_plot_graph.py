@@ -1,4 +1,4 @@
-"""plot_graph draws every node and edge, condition edges included (FrEIA crashed on them, D25)."""
+"""plot_graph draws every node and edge, condition edges included (FrEIA crashed on them)."""
 
 from __future__ import annotations
 
@@ -70,13 +70,13 @@ def test_missing_path_is_a_plain_exception(tmp_path) -> None:
 
 
 def test_graph_plot_method_uses_plot_graph(fake_graphviz: type, tmp_path) -> None:
-    graph = Ff.GraphINN(conditional_graph())  # D29: GraphINN.plot exists
+    graph = Ff.GraphINN(conditional_graph())  # GraphINN.plot exists (FrEIA lacked it)
     graph.plot(str(tmp_path), "net")
     assert len(fake_graphviz.rendered) == 1
 
 
 def test_output_dims_compatible_single_output_graph() -> None:
-    graph = Ff.GraphINN(conditional_graph())  # D25: FrEIA raised ValueError here
+    graph = Ff.GraphINN(conditional_graph())  # FrEIA raised ValueError here
     assert output_dims_compatible(graph) == [(4,)]
     with pytest.raises(ValueError, match="more than one output"):
-        graph.output_dims()  # the GraphINN method itself keeps FrEIA's rule (D29: no argument)
+        graph.output_dims()  # the GraphINN method itself keeps FrEIA's rule

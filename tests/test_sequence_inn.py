@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from invertible.framework import ReversibleSequential, SequenceINN
 from invertible.modules import Inverse, InvertibleModule
@@ -22,6 +24,11 @@ class TwoOutputs(InvertibleModule):
     def output_dims(self, input_dims):
         d = input_dims[0][0]
         return [(d // 2,), (d - d // 2,)]
+
+
+def make_linear(dims_in):
+    """A factory that returns a module which is not invertible."""
+    return nn.Linear(dims_in[0][0], dims_in[0][0])
 
 
 class Halve(InvertibleModule):
@@ -55,7 +62,7 @@ def test_forward_reverse_and_log_det_dtype() -> None:
     x = torch.randn(5, 3, dtype=torch.float64)
     z, log_det = inn(x)
     assert torch.allclose(z, 4 * x)
-    assert log_det.dtype == torch.float64 and log_det.shape == (5,)  # D3
+    assert log_det.dtype == torch.float64 and log_det.shape == (5,)  # the input's dtype
     assert torch.allclose(log_det, torch.full((5,), 6 * math.log(2.0), dtype=torch.float64))
     x_rev, log_det_rev = inn(z, rev=True)
     assert torch.allclose(x_rev, x) and torch.allclose(log_det_rev, -log_det)
@@ -80,13 +87,31 @@ def test_extra_conditions_are_ignored_and_index_picks() -> None:
     assert torch.allclose(z, x + inn[0].linear(c1))
 
 
-def test_wrong_input_shape_is_a_clear_error() -> None:
+def test_conditions_given_to_an_unconditioned_chain_are_an_error() -> None:
+    """FrEIA ignored them silently, hiding a wiring mistake."""
     inn = SequenceINN(4)
     inn.append(Scale2)
-    with pytest.raises(ValueError, match=r"\(batch, \*\(4,\)\).*\(2, 5\)"):
+    x = torch.randn(3, 4)
+    for c in (torch.randn(3, 2), [torch.randn(3, 2)]):
+        with pytest.raises(ValueError, match=r"SequenceINN has no conditioned blocks.*1 condition"):
+            inn(x, c)
+    assert torch.equal(inn(x, [])[0], inn(x)[0])
+
+
+def test_wrong_input_is_a_clear_error() -> None:
+    inn = SequenceINN(4)
+    inn.append(Scale2)
+    with pytest.raises(ValueError, match=r"SequenceINN: input must have shape \(B, 4\), got shape "
+                       r"\(2, 5\)"):
         inn(torch.randn(2, 5))
-    with pytest.raises(ValueError, match="one input tensor"):
+    with pytest.raises(ValueError, match=r"SequenceINN: reverse input must have shape \(B, 4\)"):
+        inn(torch.randn(2, 4, 1), rev=True)
+    with pytest.raises(ValueError, match=r"SequenceINN takes 1 input tensor.*got 2"):
         inn([torch.randn(2, 4), torch.randn(2, 4)])
+    with pytest.raises(TypeError, match=r"SequenceINN takes a tensor of shape \(B, 4\).*ndarray"):
+        inn(np.zeros((5, 4), dtype=np.float32))  # FrEIA: "got 5 inputs" (it iterated the rows)
+    with pytest.raises(TypeError, match=r"SequenceINN: input must be a torch.Tensor, got ndarray"):
+        inn([np.zeros((5, 4))])
 
 
 def test_module_list_changed_directly_is_a_clear_error() -> None:
@@ -111,7 +136,7 @@ def test_reverse_runs_the_blocks_in_reverse_order() -> None:
 def test_tuple_input_and_force_tuple_output() -> None:
     inn = SequenceINN(4, force_tuple_output=True)
     inn.append(Scale2)
-    out, _ = inn((torch.ones(2, 4),))  # D2: a 1-element sequence is accepted
+    out, _ = inn((torch.ones(2, 4),))  # a 1-element sequence is accepted (nesting needs it)
     assert isinstance(out, tuple) and len(out) == 1
 
 
@@ -122,7 +147,7 @@ def test_scalar_and_none_log_dets_are_broadcast() -> None:
 
     inn = SequenceINN(4)
     inn.append(ScalarLogDetScale)
-    inn.append(NoneLogDet)  # D4: None counts as 0
+    inn.append(NoneLogDet)  # None counts as 0 (FrEIA crashed adding it)
     z, log_det = inn(torch.randn(3, 4))
     expected = torch.full((3,), 0.3 * 4)
     assert torch.allclose(log_det, expected)
@@ -144,7 +169,16 @@ def test_append_instance_and_errors() -> None:
         inn.append(CondShift, cond=0)
     with pytest.raises(TypeError, match="cond must be a non-negative int"):
         inn.append(CondShift, cond=-1, cond_shape=(2,))
-    # D6: failed appends leave the container consistent
+    with pytest.raises(TypeError, match=r"SequenceINN.append\(CondShift, cond=0\): cond_shape must "
+                       r"be .*tuple of ints.*cond_shape=\(4,\)"):
+        inn.append(CondShift, cond=0, cond_shape=4)  # FrEIA: "'int' object is not iterable"
+    with pytest.raises(TypeError, match=r"SequenceINN.append takes an InvertibleModule.*Linear"):
+        inn.append(nn.Linear, in_features=4, out_features=4)  # FrEIA: torch's constructor error
+    with pytest.raises(TypeError, match=r"SequenceINN.append takes an InvertibleModule.*Linear"):
+        inn.append(nn.Linear(4, 4))
+    with pytest.raises(TypeError, match=r"SequenceINN.append: the factory make_linear returned a Linear"):
+        inn.append(make_linear)
+    # failed appends leave the container consistent (FrEIA recorded cond before building)
     assert len(inn) == 2 and inn.conditions == [None, None] and len(inn.shapes) == 3
 
 
@@ -159,7 +193,7 @@ def test_output_dims_nesting_rules() -> None:
     with pytest.raises(ValueError, match="force_tuple_output"):
         inn.output_dims([(4,)])
     inn.force_tuple_output = True
-    assert inn.output_dims([(4,)]) == [(2, 2)]  # D1: the list form is accepted
+    assert inn.output_dims([(4,)]) == [(2, 2)]  # the list form is accepted (FrEIA refused it)
     assert inn.output_dims((4,)) == [(2, 2)]  # and the bare tuple too
     with pytest.raises(ValueError, match="do not match"):
         inn.output_dims([(5,)])
@@ -183,7 +217,7 @@ def test_getitem_slice_shares_modules_and_renumbers_conditions() -> None:
 def test_negative_stride_slice_is_the_inverse_chain() -> None:
     inn = SequenceINN(4)
     inn.append(Scale2)
-    inn.append(Halve)  # (4,) -> (2, 2): FrEIA's reverse slicing fails here (D5)
+    inn.append(Halve)  # (4,) -> (2, 2): FrEIA built the reversed chain with the wrong shape
     inv = inn[::-1]
     assert inv.dims_in == [(2, 2)] and inv.shapes[-1] == (4,)
     assert all(isinstance(m, Inverse) for m in inv)
@@ -194,7 +228,7 @@ def test_negative_stride_slice_is_the_inverse_chain() -> None:
 
 
 def test_setitem_replaces_and_validates() -> None:
-    """D7: the error messages print the shapes they are about (FrEIA printed wrong ones)."""
+    """The error messages print the shapes they are about (FrEIA printed wrong ones)."""
     inn = SequenceINN(4)
     inn.append(Scale2)
     inn.append(CondShift, cond=0, cond_shape=(2,))
@@ -254,7 +288,7 @@ def test_memory_efficient_flag_slicing_and_replacement() -> None:
     inn.append(Scale2)
     inn.append(CondShift, cond=0, cond_shape=(2,))
     assert inn[0:1].memory_efficient and inn[::-1].memory_efficient
-    with pytest.raises(ValueError, match=r"SequenceINN.*IResNetLayer.*fixed-point"):
+    with pytest.raises(ValueError, match=r"SequenceINN.*IResNetLayer.*exact_inverse = False"):
         inn.append(IResNetLayer)
     assert len(inn) == 2 and inn.conditions == [None, 0] and len(inn.shapes) == 3
     with pytest.raises(ValueError, match=r"new module IResNetLayer"):

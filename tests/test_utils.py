@@ -24,7 +24,7 @@ def test_output_dims_compatible_for_modules_and_containers() -> None:
     assert output_dims_compatible(Scale2([(3, 4)])) == [(3, 4)]
     inn = SequenceINN(5)
     inn.append(Scale2)
-    assert output_dims_compatible(inn) == [(5,)]  # D25: no force_tuple_output needed
+    assert output_dims_compatible(inn) == [(5,)]  # no force_tuple_output needed (FrEIA raised)
 
 
 def test_reductions() -> None:
@@ -67,7 +67,7 @@ def test_tuple_free_forward_and_batches() -> None:
 
 
 def test_tuple_free_batch_forward_on_non_cpu_data() -> None:
-    """D25: FrEIA's non-CPU branch was broken; here it splits the data (meta stands in for GPU)."""
+    """FrEIA's non-CPU branch was broken; here it splits the data (meta stands in for GPU)."""
     inn = SequenceINN(3)
     inn.append(Scale2)
     data = torch.empty(10, 3, device="meta")

@@ -1,4 +1,4 @@
-"""User-style invertible modules written the way FrEIA users write them (spec §2.7)."""
+"""User-style invertible modules written the way FrEIA users write them (FrEIA's own example)."""
 
 from __future__ import annotations
 

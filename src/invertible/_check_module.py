@@ -1,4 +1,4 @@
-"""`check_module`: run every property check of `invertible.testing` on one module, get a report.
+"""`check_module`: run every property check on one module and get a report.
 
 For users' own test suites (``assert check_module(MyBlock([(4,)])).passed``) and for the
 ``invertible check`` command, which prints the report's table.
@@ -9,11 +9,13 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+
+from . import _properties as checks
+from .utils import output_dims_compatible
 
 __all__ = ["CHECKS", "CheckReport", "CheckResult", "check_module"]
 
@@ -89,13 +91,6 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _t() -> ModuleType:
-    """`invertible.testing`, imported at call time: it re-exports `check_module` (no cycle)."""
-    from . import testing
-
-    return testing
-
-
 @dataclass
 class _Context:
     """What every check needs: the module, valid inputs, conditions and latents."""
@@ -115,7 +110,7 @@ class _Context:
 def _output_dims(ctx: _Context) -> Optional[str]:
     if ctx.expected is None:
         raise AssertionError(f"output_dims raised {ctx.expected_error}")
-    outs, _ = _t().run(ctx.module, ctx.xs, ctx.cs)
+    outs, _ = checks.run(ctx.module, ctx.xs, ctx.cs)
     got = [tuple(o.shape[1:]) for o in outs]
     if got != ctx.expected:
         raise AssertionError(f"outputs have shapes {got}, output_dims says {ctx.expected}")
@@ -123,33 +118,33 @@ def _output_dims(ctx: _Context) -> Optional[str]:
 
 
 def _log_det_shape(ctx: _Context) -> Optional[str]:
-    outs, _ = _t().run(ctx.module, ctx.xs, ctx.cs)
-    _t().check_output_shapes(ctx.module, ctx.xs, ctx.cs, [tuple(o.shape[1:]) for o in outs])
+    outs, _ = checks.run(ctx.module, ctx.xs, ctx.cs)
+    checks.check_output_shapes(ctx.module, ctx.xs, ctx.cs, [tuple(o.shape[1:]) for o in outs])
     return None
 
 
 def _state_dict(ctx: _Context) -> Optional[str]:
     if ctx.fresh is not None:
-        _t().check_state_dict_round_trip(ctx.module, ctx.fresh, ctx.xs, ctx.cs)
+        checks.check_state_dict_round_trip(ctx.module, ctx.fresh, ctx.xs, ctx.cs)
         return None
     fresh = copy.deepcopy(ctx.module)
     with torch.no_grad():  # make the copy differ, so loading has something to restore
         for tensor in list(fresh.parameters()) + list(fresh.buffers()):
             if tensor.is_floating_point():
                 tensor.add_(0.1)
-    _t().check_state_dict_round_trip(ctx.module, fresh, ctx.xs, ctx.cs)
+    checks.check_state_dict_round_trip(ctx.module, fresh, ctx.xs, ctx.cs)
     return "against a perturbed deep copy"
 
 
 def _conditions(ctx: _Context) -> Optional[str]:
     if not ctx.cs:
         return "skip: no conditions"
-    _t().check_conditions_used(ctx.module, ctx.xs, ctx.cs)
+    checks.check_conditions_used(ctx.module, ctx.xs, ctx.cs)
     return None
 
 
 def _reverse_points(ctx: _Context) -> Tensors:
-    return [z.detach() for z in _t().run(ctx.module, ctx.xs, ctx.cs)[0]]
+    return [z.detach() for z in checks.run(ctx.module, ctx.xs, ctx.cs)[0]]
 
 
 Check = Callable[[_Context], Optional[str]]
@@ -160,26 +155,26 @@ CHECKS: Tuple[Tuple[str, str, Check], ...] = (
     ("output_dims", "outputs match output_dims", _output_dims),
     ("log_det_shape", "log-det is (batch,), output dtype", _log_det_shape),
     ("inverse_x", "inverse: x -> z -> x, log-dets cancel",
-     lambda c: _t().check_round_trip(c.module, c.xs, c.cs, atol=c.atol)),
+     lambda c: checks.check_round_trip(c.module, c.xs, c.cs, atol=c.atol)),
     ("inverse_z", "inverse: z -> x -> z",
-     lambda c: _t().check_reverse_round_trip(c.module, c.zs, c.cs, atol=c.atol)),
+     lambda c: checks.check_reverse_round_trip(c.module, c.zs, c.cs, atol=c.atol)),
     ("log_det_forward", "log-det = autograd slogdet (forward)",
-     lambda c: _t().check_log_det_autograd(c.module, c.xs, c.cs, atol=c.log_det_atol)),
+     lambda c: checks.check_log_det_autograd(c.module, c.xs, c.cs, atol=c.log_det_atol)),
     ("log_det_reverse", "log-det = autograd slogdet (reverse)",
-     lambda c: _t().check_log_det_autograd(
+     lambda c: checks.check_log_det_autograd(
          c.module, _reverse_points(c), c.cs, atol=c.log_det_atol, rev=True)),
     ("jac_false", "jac=False gives the same outputs",
-     lambda c: _t().check_jac_false(c.module, c.xs, c.cs)),
+     lambda c: checks.check_jac_false(c.module, c.xs, c.cs)),
     ("gradients", "gradients reach every parameter",
-     lambda c: _t().check_gradients(c.module, c.xs, c.cs, c.exempt)),
+     lambda c: checks.check_gradients(c.module, c.xs, c.cs, c.exempt)),
     ("conditions", "every condition changes the output", _conditions),
     ("batch_independence", "samples independent (eval mode)",
-     lambda c: _t().check_batch_independence(c.module, c.xs, c.cs)),
+     lambda c: checks.check_batch_independence(c.module, c.xs, c.cs)),
     ("state_dict", "state_dict round trip", _state_dict),
     ("pickle", "torch.save / deepcopy round trip",
-     lambda c: _t().check_pickle_round_trip(c.module, c.xs, c.cs)),
+     lambda c: checks.check_pickle_round_trip(c.module, c.xs, c.cs)),
     ("inputs_unchanged", "inputs not modified in place",
-     lambda c: _t().check_inputs_unchanged(c.module, c.xs, c.cs)),
+     lambda c: checks.check_inputs_unchanged(c.module, c.xs, c.cs)),
 )
 
 
@@ -285,7 +280,7 @@ def _context(
             f"check_module: {type(module).__name__} has no dims_in attribute; pass dims_in"
         )
     given_dims = dims_in is not None
-    dims_in = _shape_list(module.dims_in if dims_in is None else dims_in)
+    dims_in = _shape_list(getattr(module, "dims_in") if dims_in is None else dims_in)
     dims_c = _shape_list(getattr(module, "dims_c", []) if dims_c is None else dims_c)
     for m in (module, fresh):
         if m is not None and dtype is not None:
@@ -310,11 +305,9 @@ def _expected_output_dims(
     module: nn.Module, dims_in: List[Shape], given: bool
 ) -> Tuple[Optional[List[Shape]], str]:
     """``output_dims`` of the module (containers included), or ``None`` and the error."""
-    from .utils import output_dims_compatible
-
     try:
         if given and _shape_list(getattr(module, "dims_in", [])) != dims_in:
-            return _shape_list(module.output_dims(dims_in)), ""
+            return _shape_list(getattr(module, "output_dims")(dims_in)), ""
         return _shape_list(output_dims_compatible(module)), ""
     except Exception as error:  # reported by the output_dims check
         return None, f"{type(error).__name__}: {error}"

@@ -1,10 +1,14 @@
-"""Helpers around invertible modules: output shapes, per-sample reductions, device moves, plots."""
+"""Helpers around invertible modules: calling them, output shapes, per-sample reductions, device
+moves, plots. Containers, blocks and the property checks all use it, so it imports none of them."""
 
 from __future__ import annotations
 
+import numbers
 import os
+from collections.abc import Sequence
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -13,9 +17,11 @@ from .debug import FiniteGuard, NonFiniteError, check_finite
 __all__ = [
     "FiniteGuard",
     "NonFiniteError",
+    "call_module",
     "check_finite",
     "f_except",
     "force_to",
+    "normalise_log_det",
     "output_dims_compatible",
     "plot_graph",
     "sum_except",
@@ -25,27 +31,80 @@ __all__ = [
 ]
 
 
+def call_module(
+    module: nn.Module, x: Tuple[Tensor, ...], c: Optional[Sequence[Any]], rev: bool, jac: bool
+) -> Any:
+    """Call ``module`` the way FrEIA's containers do.
+
+    Data go in positionally; ``rev``, ``jac`` and ``c`` by keyword; ``c`` only when it is not
+    ``None``, because many user modules have no ``c`` parameter.
+    """
+    if c is None:
+        return module(x, rev=rev, jac=jac)
+    return module(x, c=c, rev=rev, jac=jac)
+
+
+def normalise_log_det(log_det: object, like: Tensor, who: str, jac: bool) -> Optional[Tensor]:
+    """Turn any log-det a module may return into a ``(batch,)`` tensor like ``like``.
+
+    A ``(B,)`` tensor is kept; Python and numpy scalars, 0-dim tensors and tensors whose first
+    dimension is not ``B`` are broadcast to every sample (anomalib's CS-Flow returns a summed
+    scalar and relies on this); ``None`` stays ``None`` (no contribution), and so does a ``(B, K)``
+    tensor when ``jac`` is False.
+
+    Raises:
+        ValueError: for anything else, e.g. a ``(B, K)`` tensor (one value per mixture component),
+            which cannot be added up per sample, naming ``who``.
+    """
+    if log_det is None:
+        return None
+    batch = like.shape[0]
+    if isinstance(log_det, Tensor):
+        if torch.jit.is_tracing() or log_det.dim() == 0 or log_det.shape[0] != batch:
+            return like.new_zeros(batch) + log_det  # (traced sizes are tensors: broadcast)
+        if log_det.dim() == 1 or not jac:  # with jac=False nobody reads one that cannot add up
+            return log_det if log_det.dim() == 1 else None
+        raise ValueError(
+            f"{who} returned a log-det of shape {tuple(log_det.shape)}, but a container adds up "
+            f"one value per sample, shape ({batch},); call it with jac=False (a Gaussian mixture "
+            f"with all components gives one log-det per component)."
+        )
+    if isinstance(log_det, (numbers.Real, np.number)) and not isinstance(log_det, bool):
+        return like.new_zeros(batch) + float(log_det)
+    kind = "Jacobian" if jac else "neither None nor a Jacobian"
+    raise ValueError(
+        f"{who} returned {'a non-tensor as ' + kind if jac else kind}: {type(log_det).__name__} "
+        f"{log_det!r}; expected a (batch,) tensor or a scalar."
+    )
+
+
 def output_dims_compatible(module: nn.Module) -> List[Tuple[int, ...]]:
     """The output shape list of any invertible module, containers included.
 
     A ``SequenceINN`` gives ``[shapes[-1]]`` and a ``GraphINN`` its ``global_out_shapes``, whatever
-    ``force_tuple_output`` is (FrEIA raised for single-output graphs, D25); any other module gives
-    ``module.output_dims(module.dims_in)``.
+    ``force_tuple_output`` is (FrEIA raised for single-output graphs, which made such graphs
+    impossible to wrap); any other module gives ``module.output_dims(module.dims_in)``.
     """
+    m = _any(module)  # duck-typed: the containers are not imported here
     if hasattr(module, "global_out_shapes"):
-        return [tuple(s) for s in module.global_out_shapes]
+        return [tuple(s) for s in m.global_out_shapes]
     if hasattr(module, "shapes") and hasattr(module, "module_list"):
-        return [tuple(module.shapes[-1])]
+        return [tuple(m.shapes[-1])]
     if getattr(module, "force_tuple_output", True) is False:
         try:
-            dims = module.output_dims(None)
+            dims = m.output_dims(None)
         except TypeError:
             raise NotImplementedError(
                 f"Can't determine output dimensions for {type(module).__name__}"
             ) from None
     else:
-        dims = module.output_dims(module.dims_in)
+        dims = m.output_dims(m.dims_in)
     return [tuple(int(d) for d in shape) for shape in dims]
+
+
+def _any(value: object) -> Any:
+    """``value`` typed as ``Any``, for attributes read by duck typing."""
+    return value
 
 
 def f_except(f: Callable[..., Tensor], x: Tensor, *dim: int, **kwargs: Any) -> Tensor:
@@ -137,8 +196,6 @@ def tuple_free_batch_forward(
     with ``data.split(batch_size)`` and ``loader_kwargs`` must be ``None``. The log-dets are
     concatenated unless some batch returned ``None``.
     """
-    from .framework._calling import normalise_log_det  # late: the framework imports utils
-
     if data.device.type == "cpu":
         loader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(data), batch_size, **(loader_kwargs or {})
@@ -174,7 +231,7 @@ def _plot_label(node: Any) -> str:
 def plot_graph(nodes: Iterable[Any], path: str, filename: str) -> None:
     """Draw a graph of nodes with Graphviz: ``path/filename`` (DOT) and ``path/filename.pdf``.
 
-    Edges carry the tensor shape; condition edges are drawn too (FrEIA crashed on them, D25).
+    Edges carry the tensor shape; condition edges are drawn too, dashed (FrEIA crashed on them).
     Needs the ``graphviz`` Python package (imported here only) and the Graphviz executables.
 
     Raises:

@@ -1,60 +1,26 @@
-"""How containers call a module (FrEIA's calling convention) and normalise what it returns."""
+"""What both containers need around their blocks' calls: the log-det sum, autocast, compiling."""
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Sequence
-from typing import Optional, Tuple
+from typing import Tuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ..modules.base import InvertibleModule
+from ..utils import call_module as call_module  # the calling convention, kept importable here
+from ..utils import normalise_log_det as normalise_log_det
 
-__all__ = ["autocast_state", "call_module", "log_det_accumulator", "normalise_log_det"]
-
-
-def _autocast_enabled_by_device(device_type: str) -> bool:
-    """``torch.is_autocast_enabled(device_type)`` for torch versions before 2.4."""
-    if device_type == "cpu":
-        return torch.is_autocast_cpu_enabled()
-    return torch.is_autocast_enabled()
-
-
-def _autocast_dtype_by_device(device_type: str) -> torch.dtype:
-    """``torch.get_autocast_dtype(device_type)`` for torch versions before 2.4."""
-    if device_type == "cpu":
-        return torch.get_autocast_cpu_dtype()
-    return torch.get_autocast_gpu_dtype()
-
-
-try:  # torch >= 2.4 takes the device type; resolved once, so a call costs one function call
-    torch.is_autocast_enabled("cpu")
-    _autocast_enabled = torch.is_autocast_enabled
-    _autocast_dtype = torch.get_autocast_dtype
-except (TypeError, AttributeError):  # pragma: no cover - old torch
-    _autocast_enabled = _autocast_enabled_by_device
-    _autocast_dtype = _autocast_dtype_by_device
-
-
-def log_det_accumulator(like: Tensor) -> Tensor:
-    """The ``(batch,)`` zeros a container adds its blocks' log-dets to.
-
-    Its dtype is ``like``'s (D3), promoted to at least float32 while ``torch.autocast`` is active
-    on ``like``'s device, so that a bf16/fp16 forward sums its log-dets in float32 (a float64
-    input keeps float64). Each block's log-det is promoted when it is added.
-    """
-    dtype = like.dtype
-    if _autocast_on(like.device.type):
-        dtype = torch.promote_types(dtype, torch.float32)
-    return like.new_zeros(like.shape[0], dtype=dtype)
+__all__ = ["autocast_state", "call_module", "compiling", "log_det_accumulator",
+           "normalise_log_det"]
 
 
 def _autocast_on(device_type: str) -> bool:
     """Whether autocast is on for ``device_type`` (``False`` for types it does not know)."""
     try:
-        return bool(_autocast_enabled(device_type))
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4 takes no device type
+        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu"
+                    else torch.is_autocast_enabled())
     except RuntimeError:  # e.g. "meta": no autocast dispatch key
         return False
 
@@ -63,49 +29,31 @@ def autocast_state(device_type: str) -> Tuple[bool, torch.dtype]:
     """Whether autocast is on for ``device_type`` and its lower-precision dtype."""
     if not _autocast_on(device_type):
         return False, torch.float32
-    return True, _autocast_dtype(device_type)
+    try:
+        return True, torch.get_autocast_dtype(device_type)
+    except AttributeError:  # torch < 2.4
+        return True, (torch.get_autocast_cpu_dtype() if device_type == "cpu"
+                      else torch.get_autocast_gpu_dtype())
 
 
-def call_module(
-    module: InvertibleModule,
-    x: Tuple[Tensor, ...],
-    c: Optional[Sequence[Tensor]],
-    rev: bool,
-    jac: bool,
-) -> object:
-    """Call ``module`` the way FrEIA's frameworks do.
+def log_det_accumulator(like: Tensor) -> Tensor:
+    """The ``(batch,)`` zeros a container adds its blocks' log-dets to.
 
-    Data go in positionally; ``rev``, ``jac`` and ``c`` by keyword; ``c`` is passed only when the
-    module is conditioned (``c`` not ``None``), because many modules have no ``c`` parameter.
+    Its dtype is ``like``'s (a float64 flow sums in float64), promoted to at least float32 while
+    ``torch.autocast`` is active on ``like``'s device, so that a bf16/fp16 forward sums its
+    log-dets in float32. Each block's log-det is promoted when it is added.
     """
-    if c is None:
-        return module(x, rev=rev, jac=jac)
-    return module(x, c=c, rev=rev, jac=jac)
+    dtype = like.dtype
+    if _autocast_on(like.device.type):
+        dtype = torch.promote_types(dtype, torch.float32)
+    return like.new_zeros(like.shape[0], dtype=dtype)
 
 
-def normalise_log_det(log_det: object, like: Tensor, who: str, jac: bool) -> Optional[Tensor]:
-    """Turn any log-det a module may return into a ``(batch,)`` tensor like ``like``.
+def compiling() -> bool:
+    """Whether ``torch.compile`` or ``torch.export`` is tracing this call.
 
-    A ``(B,)`` tensor is kept; Python and numpy scalars, 0-dim tensors and tensors whose first
-    dimension is not ``B`` are broadcast to every sample (anomalib's CS-Flow returns a summed
-    scalar and relies on this); ``None`` stays ``None`` (no contribution).
-
-    Raises:
-        ValueError: for anything else, naming ``who``.
+    Asked at call time: decorating with ``torch.compiler.disable`` would import the whole
+    compiler stack (about a second) when the package is imported.
     """
-    if log_det is None:
-        return None
-    batch = like.shape[0]
-    if isinstance(log_det, Tensor):
-        if torch.jit.is_tracing():  # sizes are traced tensors; broadcasting gives the same result
-            return like.new_zeros(batch) + log_det
-        if log_det.dim() >= 1 and log_det.shape[0] == batch:
-            return log_det
-        return like.new_zeros(batch) + log_det
-    if isinstance(log_det, (numbers.Real, np.number)) and not isinstance(log_det, bool):
-        return like.new_zeros(batch) + float(log_det)
-    kind = "Jacobian" if jac else "neither None nor a Jacobian"
-    raise ValueError(
-        f"{who} returned {'a non-tensor as ' + kind if jac else kind}: {type(log_det).__name__} "
-        f"{log_det!r}; expected a (batch,) tensor or a scalar."
-    )
+    check = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(check()) if check is not None else False

@@ -18,15 +18,14 @@ of blocks is one :class:`torch.autograd.Function`:
   recompute, so they are evaluated once, with a graph, for both (:mod:`._subnet_memo`).
 
 Peak activation memory is the boundary tensors plus one block's graph, independent of depth, at
-the price of about one inverse per block (standard: forward + backward; here: forward, inverse,
-cheap recompute, backward). Gradients equal standard backprop up to the round-off of the
-reconstruction. The parameters and conditions are inputs of the Function,
-so their gradients leave its backward through autograd (gradient hooks, DDP's included, fire as
-usual); it is once differentiable (no double backward).
+the price of about one inverse per block. Gradients equal standard backprop up to the round-off
+of the reconstruction. The parameters and conditions are inputs of the Function, so their
+gradients leave its backward through autograd (gradient hooks, DDP's included, fire as usual);
+it is once differentiable (no double backward).
 
 A block takes part only if its inverse is exact and deterministic: :func:`check_blocks` refuses
-the approximately invertible built-ins, modules whose class sets ``exact_inverse = False``, and
-train-mode dropout or batch norm inside a block (they would not recompute identically).
+blocks that declare ``exact_inverse = False`` and train-mode dropout or batch norm inside a block
+(they would not recompute identically).
 
 References: Gomez, Ren, Urtasun, Grosse, "The Reversible Residual Network: Backpropagation
 Without Storing Activations", NeurIPS 2017.
@@ -43,68 +42,46 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ..modules.base import InvertibleModule
-from ..modules.gaussian_mixture import GaussianMixtureModel
-from ..modules.inv_auto_layers import InvAutoConv2D, InvAutoFC
-from ..modules.invertible_resnet import IResNetLayer
-from ..modules.orthogonal import OrthogonalTransform
 from ._calling import autocast_state, log_det_accumulator
 from ._subnet_memo import SubnetMemo
 
-__all__ = ["Runner", "Step", "check_blocks", "run_by_inversion"]
+__all__ = ["Step", "check_blocks", "run_by_inversion"]
 
-#: ``runner(k, inputs, conditions, rev) -> (outputs, log_det or None)`` runs step ``k``.
-Runner = Callable[[int, Tuple[Tensor, ...], Tuple[Any, ...], bool],
-                  Tuple[Tuple[Tensor, ...], Optional[Tensor]]]
-
-#: Built-in blocks without an exact, deterministic inverse, and why.
-_REFUSED: Dict[type, str] = {
-    IResNetLayer: "its inverse is a fixed-point iteration (approximate) and its log-det a "
-    "stochastic Hutchinson estimate, so the input cannot be recomputed exactly",
-    InvAutoFC: "its reverse is only an approximate inverse unless the weights are orthogonal",
-    InvAutoConv2D: "its reverse is only an approximate inverse unless the weights are orthogonal",
-    OrthogonalTransform: "its reverse assumes orthogonal weights, which training moves away from "
-    "between the periodic corrections (and the correction runs in a backward hook)",
-    GaussianMixtureModel: "its component index is a condition that may be None (every component "
-    "at once, not a bijection) or an int seed, which inversion cannot reproduce as a tensor",
-}
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-            nn.FeatureAlphaDropout)
+#: ``call(inputs, conditions, rev, jac) -> (outputs, log_det or None)`` runs one block.
+Call = Callable[[Tuple[Tensor, ...], Tuple[Any, ...], bool, bool],
+                Tuple[Tuple[Tensor, ...], Optional[Tensor]]]
 
 
 class Step(NamedTuple):
-    """One block of the run: value-table slots it reads and writes, and its module."""
+    """One block of the run: how to call it, and the value-table slots it reads and writes."""
 
     module: nn.Module
+    call: Call
     in_slots: Tuple[int, ...]
     cond_indices: Tuple[int, ...]
     out_slots: Tuple[int, ...]
 
 
 def _refusal(module: nn.Module) -> Optional[str]:
-    """Why ``module`` (or a submodule of it) cannot be inverted exactly, else ``None``."""
+    """Why ``module`` (or a submodule of it) cannot be recomputed exactly, else ``None``."""
     for sub in module.modules():
-        for kind, reason in _REFUSED.items():
-            if isinstance(sub, kind):
-                return f"it contains a {kind.__name__}: {reason}"
-        if isinstance(sub, InvertibleModule) and getattr(type(sub), "exact_inverse", True) is False:
-            return f"it contains a {type(sub).__name__}, whose class sets exact_inverse = False"
-        if isinstance(sub, _DROPOUT) and sub.training and sub.p > 0:
-            return (f"it contains a {type(sub).__name__} in training mode: recomputing the block "
-                    f"would draw a different mask (use eval mode or standard backprop)")
-        if (isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.training
-                and sub.track_running_stats):
-            return (f"it contains a {type(sub).__name__} in training mode: recomputing the block "
-                    f"would update its running statistics again")
+        name = type(sub).__name__
+        if isinstance(sub, InvertibleModule) and not sub.exact_inverse:
+            return (f"it contains a {name}, whose reverse is not an exact, deterministic inverse "
+                    f"(exact_inverse = False)")
+        if isinstance(sub, nn.modules.dropout._DropoutNd) and sub.training and sub.p > 0:
+            return (f"it contains a {name} in training mode: recomputing the block would draw a "
+                    f"different mask (use eval mode or standard backprop)")
+        if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.training and (
+                sub.track_running_stats):
+            return (f"it contains a {name} in training mode: recomputing the block would update "
+                    f"its running statistics again")
     return None
 
 
 def check_blocks(container: str, blocks: Sequence[Tuple[str, nn.Module]]) -> None:
-    """Raise ``ValueError`` naming the first block that cannot be recomputed by inversion.
-
-    Args:
-        container: the container's name for the message.
-        blocks: ``(description, module)`` pairs.
-    """
+    """Raise ``ValueError`` naming the first ``(description, module)`` that cannot be recomputed
+    by inversion."""
     for who, module in blocks:
         reason = _refusal(module)
         if reason is not None:
@@ -114,207 +91,151 @@ def check_blocks(container: str, blocks: Sequence[Tuple[str, nn.Module]]) -> Non
             )
 
 
-class _Tape:
-    """What the Function needs besides tensors: the steps, runner, layout and non-tensors."""
-
-    def __init__(self, runner: Runner, steps: Sequence[Step], n_slots: int,
-                 slots: Tuple[Tuple[int, ...], Tuple[int, ...]], rev: bool, jac: bool) -> None:
-        self.runner, self.steps, self.n_slots, self.rev, self.jac = runner, steps, n_slots, rev, jac
-        self.start_slots, self.end_slots = slots
-        self.dtypes: List[Optional[torch.dtype]] = [None] * n_slots
-        self.autocast: Tuple[str, bool, torch.dtype] = ("cpu", False, torch.bfloat16)
-        self.conditions: List[Any] = []  # non-tensor conditions; tensors travel as inputs
-        self.tensor_positions: List[int] = []
-        self.params: List[Tensor] = []
-        self.step_params: List[Tuple[int, ...]] = []
-
-    def set_conditions(self, conditions: Sequence[Any]) -> List[Tensor]:
-        """Keep the non-tensor conditions; return the tensors, which become inputs."""
-        self.conditions = [None if isinstance(c, Tensor) else c for c in conditions]
-        self.tensor_positions = [i for i, c in enumerate(conditions) if isinstance(c, Tensor)]
-        return [conditions[i] for i in self.tensor_positions]
-
-    def merge_conditions(self, tensors: Sequence[Any]) -> List[Any]:
-        """All conditions, the tensor ones (or their leaves) put back in their places."""
-        merged = list(self.conditions)
-        for i, t in zip(self.tensor_positions, tensors):
-            merged[i] = t
-        return merged
-
-    def set_params(self, steps: Sequence[Step]) -> List[Tensor]:
-        """The distinct trainable parameters of all steps (inputs of the Function)."""
-        index: Dict[int, int] = {}
-        for step in steps:
-            own = []
-            for p in step.module.parameters():
-                if p.requires_grad:
-                    if id(p) not in index:
-                        index[id(p)] = len(self.params)
-                        self.params.append(p)
-                    own.append(index[id(p)])
-            self.step_params.append(tuple(dict.fromkeys(own)))
-        return self.params
-
-
-def _forward_pass(tape: _Tape, inputs: Sequence[Tensor], conds: Sequence[Any]
-                  ) -> Tuple[Tuple[Tensor, ...], Tensor]:
-    """Run every step without a graph; drop each value once its consumer has run."""
-    values: List[Any] = [None] * tape.n_slots
-    for slot, value in zip(tape.start_slots, inputs):
-        values[slot] = value
-        tape.dtypes[slot] = value.dtype
-    log_det = log_det_accumulator(inputs[0])
-    for k, step in enumerate(tape.steps):
-        xs = tuple(values[s] for s in step.in_slots)
-        for s in step.in_slots:
-            values[s] = None
-        outs, j = tape.runner(k, xs, tuple(conds[i] for i in step.cond_indices), tape.rev)
-        if tape.jac and j is not None:
-            log_det = log_det + j
-        for slot, value in zip(step.out_slots, outs):
-            values[slot] = value
-            tape.dtypes[slot] = value.dtype
-    ends = tuple(values[s] for s in tape.end_slots)
-    # an output must be a new tensor of the Function, not an input or a view of one
-    storages = {x.untyped_storage().data_ptr() for x in inputs}
-    return tuple(e.clone() if e.untyped_storage().data_ptr() in storages else e
-                 for e in ends), log_det
-
-
 def _leaf(value: Any, needs_grad: bool) -> Any:
-    """A detached copy of a tensor that requires grad if asked (floats only); others as is."""
+    """A detached tensor that requires grad if asked (floats only); other values as they are."""
     if not isinstance(value, Tensor):
         return value
     return value.detach().requires_grad_(needs_grad and value.is_floating_point())
 
 
-def _needs(value: Any) -> bool:
-    """Whether ``value`` is a tensor that requires grad."""
-    return isinstance(value, Tensor) and value.requires_grad
-
-
 def _add(total: Optional[Tensor], part: Optional[Tensor]) -> Optional[Tensor]:
     """``total + part`` where either may be ``None`` (no contribution)."""
-    if part is None:
-        return total
-    return part if total is None else total + part
+    return total if part is None else part if total is None else total + part
 
 
-class _Walk:
-    """The state of the backward walk: values and gradients per slot, per condition, per param."""
+class _Run:
+    """What the Function needs besides tensors: the steps, the slot layout, the parameters."""
 
-    def __init__(self, tape: _Tape, ends: Sequence[Tensor], grad_outputs: Sequence[Tensor],
-                 leaves: List[Any]) -> None:
-        self.tape, self.leaves = tape, leaves
-        self.values: List[Any] = [None] * tape.n_slots
-        self.grads: List[Optional[Tensor]] = [None] * tape.n_slots
-        for slot, value, grad in zip(tape.end_slots, ends, grad_outputs):
-            self.values[slot] = value.detach()
-            self.grads[slot] = _add(self.grads[slot], grad)
-        self.g_log_det = grad_outputs[-1] if tape.jac else None
-        self.cond_grads: List[Optional[Tensor]] = [None] * len(leaves)
-        self.param_grads: List[Optional[Tensor]] = [None] * len(tape.params)
+    def __init__(self, steps: Sequence[Step], n_slots: int, starts: Tuple[int, ...],
+                 ends: Tuple[int, ...], conditions: Sequence[Any], rev: bool, jac: bool) -> None:
+        self.steps, self.n_slots, self.starts, self.ends = steps, n_slots, starts, ends
+        self.rev, self.jac = rev, jac
+        self.conditions = list(conditions)  # tensors among them are inputs of the Function
+        self.tensor_conditions = [i for i, c in enumerate(conditions) if isinstance(c, Tensor)]
+        index: Dict[int, int] = {}
+        self.params: List[Tensor] = []
+        self.step_params: List[Tuple[int, ...]] = []
+        for step in steps:
+            for p in step.module.parameters():
+                if p.requires_grad and id(p) not in index:
+                    index[id(p)] = len(self.params)
+                    self.params.append(p)
+            self.step_params.append(tuple(dict.fromkeys(
+                index[id(p)] for p in step.module.parameters() if p.requires_grad)))
+        self.dtypes: List[Optional[torch.dtype]] = [None] * n_slots
+        self.autocast: Tuple[str, bool, torch.dtype] = ("cpu", False, torch.float32)
 
-    def step(self, k: int, needs_start: Dict[int, bool]) -> None:
-        """Reconstruct step ``k``'s inputs, recompute it with a graph, add its VJP."""
-        xs, outs, j = self._recompute(k, needs_start)
-        tape, step = self.tape, self.tape.steps[k]
-        pairs = [(o, self.grads[s]) for o, s in zip(outs, step.out_slots)
-                 if self.grads[s] is not None and o.requires_grad]
-        if self.g_log_det is not None and j is not None and j.requires_grad:
-            pairs.append((j, self.g_log_det))
-        x_slots = [s for s, x in zip(step.in_slots, xs) if _needs(x)]
-        conds = [i for i in dict.fromkeys(step.cond_indices) if _needs(self.leaves[i])]
-        wrt = ([x for x in xs if _needs(x)] + [self.leaves[i] for i in conds]
-               + [tape.params[i] for i in tape.step_params[k]])
-        found: Sequence[Optional[Tensor]] = [None] * len(wrt)
-        if pairs and wrt:
-            found = torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs],
-                                        allow_unused=True)
-        for s in step.out_slots:
-            self.values[s], self.grads[s] = None, None
-        for s, x in zip(step.in_slots, xs):
-            self.values[s] = x.detach()
-        targets = ([(self.grads, s) for s in x_slots] + [(self.cond_grads, i) for i in conds]
-                   + [(self.param_grads, i) for i in tape.step_params[k]])
-        for (table, i), g in zip(targets, found):
-            table[i] = _add(table[i], g)
-
-    def _recompute(self, k: int, needs_start: Dict[int, bool]
-                   ) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...], Optional[Tensor]]:
-        """Step ``k``'s reconstructed inputs (leaves), and its outputs and log-det with a graph."""
-        tape, step = self.tape, self.tape.steps[k]
-        ys = tuple(self.values[s] for s in step.out_slots)
-        cs = tuple(self.leaves[i] for i in step.cond_indices)
-        with SubnetMemo(step.module) as memo:
-            with torch.no_grad():
-                xs, _ = tape.runner(k, ys, cs, not tape.rev)
-            xs = tuple(_leaf(x.to(tape.dtypes[s]), needs_start.get(s, True))
-                       for x, s in zip(xs, step.in_slots))
-            memo.replaying = True
-            outs, j = tape.runner(k, xs, cs, tape.rev)
-        return xs, outs, j
+    def with_conditions(self, tensors: Sequence[Tensor]) -> List[Any]:
+        """All conditions, with ``tensors`` in the places of the tensor ones."""
+        merged = list(self.conditions)
+        for i, t in zip(self.tensor_conditions, tensors):
+            merged[i] = t
+        return merged
 
 
-class _InversionFunction(torch.autograd.Function):
+class _ByInversion(torch.autograd.Function):
     """A run of invertible steps whose backward recomputes inputs by inversion."""
 
     @staticmethod
-    def forward(ctx: Any, tape: _Tape, n_inputs: int, *flat: Tensor  # type: ignore[override]
-                ) -> Tuple[Tensor, ...]:
-        """Run the steps under ``no_grad``; save only the outputs and the tensor conditions."""
+    def forward(ctx: Any, run: _Run, n_inputs: int, *flat: Tensor) -> Tuple[Tensor, ...]:
+        """Run the steps under ``no_grad``, dropping each value once consumed; save the outputs
+        and the tensor conditions only."""
         inputs = flat[:n_inputs]
-        conds = flat[n_inputs: n_inputs + len(tape.tensor_positions)]
+        conditions = flat[n_inputs: n_inputs + len(run.tensor_conditions)]
         device = inputs[0].device.type
-        tape.autocast = (device, *autocast_state(device))
-        ends, log_det = _forward_pass(tape, inputs, tape.merge_conditions(conds))
-        ctx.tape, ctx.n_inputs = tape, n_inputs
-        ctx.save_for_backward(*ends, *conds)
+        run.autocast = (device, *autocast_state(device))
+        cs = run.with_conditions(conditions)
+        values: List[Any] = [None] * run.n_slots
+        for slot, value in zip(run.starts, inputs):
+            values[slot], run.dtypes[slot] = value, value.dtype
+        log_det = log_det_accumulator(inputs[0])
+        for step in run.steps:
+            xs = tuple(values[s] for s in step.in_slots)
+            for s in step.in_slots:
+                values[s] = None
+            outs, j = step.call(xs, tuple(cs[i] for i in step.cond_indices), run.rev, run.jac)
+            log_det = log_det + j if run.jac and j is not None else log_det
+            for slot, value in zip(step.out_slots, outs):
+                values[slot], run.dtypes[slot] = value, value.dtype
+        # an output must be a new tensor of the Function, not an input or a view of one
+        storages = {x.untyped_storage().data_ptr() for x in inputs}
+        ends = tuple(values[s].clone() if values[s].untyped_storage().data_ptr() in storages
+                     else values[s] for s in run.ends)
+        ctx.run, ctx.n_inputs = run, n_inputs
+        ctx.save_for_backward(*ends, *conditions)
         return (*ends, log_det)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, *grad_outputs: Tensor) -> Tuple[Optional[Tensor], ...]:
-        """Walk the steps backwards: invert, recompute, vector-Jacobian product."""
-        tape: _Tape = ctx.tape
-        n_in, n_ends = ctx.n_inputs, len(tape.end_slots)
+        """Walk the steps backwards: invert, recompute with a graph, vector-Jacobian product."""
+        run: _Run = ctx.run
+        n_ends, needs = len(run.ends), ctx.needs_input_grad[2:]
         saved = ctx.saved_tensors
-        needs = ctx.needs_input_grad[2:]
-        tensor_leaves = [_leaf(c, need) for c, need in zip(saved[n_ends:], needs[n_in:])]
-        walk = _Walk(tape, saved[:n_ends], grad_outputs, tape.merge_conditions(tensor_leaves))
-        needs_start = dict(zip(tape.start_slots, needs[:n_in]))
-        device, enabled, dtype = tape.autocast  # the forward's autocast state, restored
+        cs = run.with_conditions([_leaf(c, need) for c, need in
+                                  zip(saved[n_ends:], needs[ctx.n_inputs:])])
+        values: List[Any] = [None] * run.n_slots
+        grads: List[Optional[Tensor]] = [None] * run.n_slots
+        for slot, value, grad in zip(run.ends, saved, grad_outputs):
+            values[slot], grads[slot] = value.detach(), _add(grads[slot], grad)
+        tables: Dict[str, List[Optional[Tensor]]] = {
+            "slot": grads, "cond": [None] * len(cs), "param": [None] * len(run.params)}
+        needs_start = dict(zip(run.starts, needs[:ctx.n_inputs]))
+        device, enabled, dtype = run.autocast  # the forward's autocast state, restored
         amp = torch.autocast(device, dtype=dtype) if enabled else contextlib.nullcontext()
         with torch.enable_grad(), amp:
-            for k in range(len(tape.steps) - 1, -1, -1):
-                walk.step(k, needs_start)
-        cond_grads = [walk.cond_grads[i] for i in tape.tensor_positions]
-        return (None, None, *(walk.grads[s] for s in tape.start_slots), *cond_grads,
-                *walk.param_grads)
+            for k in range(len(run.steps) - 1, -1, -1):
+                step = run.steps[k]
+                conds = tuple(cs[i] for i in step.cond_indices)
+                with SubnetMemo(step.module) as memo:
+                    with torch.no_grad():
+                        xs, _ = step.call(tuple(values[s] for s in step.out_slots), conds,
+                                          not run.rev, False)
+                    xs = tuple(_leaf(x.to(run.dtypes[s]), needs_start.get(s, True))
+                               for x, s in zip(xs, step.in_slots))
+                    memo.replaying = True
+                    outs, j = step.call(xs, conds, run.rev, run.jac)
+                pairs = [(o, grads[s]) for o, s in zip(outs, step.out_slots)
+                         if grads[s] is not None and o.requires_grad]
+                if run.jac and j is not None and j.requires_grad:
+                    pairs.append((j, grad_outputs[-1]))
+                targets = ([("slot", s, x) for s, x in zip(step.in_slots, xs) if x.requires_grad]
+                           + [("cond", i, cs[i]) for i in dict.fromkeys(step.cond_indices)
+                              if isinstance(cs[i], Tensor) and cs[i].requires_grad]
+                           + [("param", i, run.params[i]) for i in run.step_params[k]])
+                found: Sequence[Optional[Tensor]] = [None] * len(targets)
+                if pairs and targets:
+                    found = torch.autograd.grad([o for o, _ in pairs], [t for *_, t in targets],
+                                                [g for _, g in pairs], allow_unused=True)
+                for s in step.out_slots:
+                    values[s] = grads[s] = None
+                for s, x in zip(step.in_slots, xs):
+                    values[s] = x.detach()
+                for (table, i, _), g in zip(targets, found):
+                    tables[table][i] = _add(tables[table][i], g)
+        return (None, None, *(grads[s] for s in run.starts),
+                *(tables["cond"][i] for i in run.tensor_conditions), *tables["param"])
 
 
 def run_by_inversion(
-    runner: Runner, steps: Sequence[Step], n_slots: int,
-    slots: Tuple[Tuple[int, ...], Tuple[int, ...]], inputs: Sequence[Tensor],
-    conditions: Sequence[Any], rev: bool, jac: bool,
+    steps: Sequence[Step], n_slots: int, slots: Tuple[Tuple[int, ...], Tuple[int, ...]],
+    inputs: Sequence[Tensor], conditions: Sequence[Any], rev: bool, jac: bool,
 ) -> Tuple[Tuple[Tensor, ...], Tensor]:
     """Run ``steps`` as one memory-efficient autograd Function.
 
     Args:
-        runner: runs step ``k`` in a given direction (``rev`` for the run, ``not rev`` to invert).
         steps: the steps in execution order; slots index a value table of ``n_slots`` entries.
         n_slots: the size of the value table.
         slots: ``(start_slots, end_slots)``: where the inputs go, where the outputs are read.
         inputs: one tensor per start slot.
         conditions: the values ``Step.cond_indices`` index (tensors or other objects).
-        rev: the direction of the run.
+        rev: the direction of the run; each step is inverted in the other direction.
         jac: add the steps' log-dets (else the log-det stays zeros).
 
     Returns:
         ``(outputs, log_det)``: one tensor per end slot, and the ``(batch,)`` log-det.
     """
-    tape = _Tape(runner, steps, n_slots, slots, rev, jac)
-    cond_tensors = tape.set_conditions(conditions)
-    params = tape.set_params(steps)
-    result = _InversionFunction.apply(tape, len(inputs), *inputs, *cond_tensors, *params)
+    run = _Run(steps, n_slots, *slots, conditions, rev, jac)
+    tensors = [conditions[i] for i in run.tensor_conditions]
+    result = _ByInversion.apply(run, len(inputs), *inputs, *tensors, *run.params)
     return tuple(result[:-1]), result[-1]

@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, Optional, Tuple
 
-from .graph_inn.graph_inn import GraphINN, Tensors
+from .graph_inn.graph_inn import GraphINN
 from .graph_inn.nodes import AbstractNode
 
 __all__ = ["ReversibleGraphNet"]
@@ -43,19 +43,11 @@ class ReversibleGraphNet(GraphINN):
             )
         super().__init__(node_list, force_tuple_output=force_tuple_output, verbose=verbose)
 
-    def forward(
-        self,
-        x_or_z: Optional[Tensors] = None,
-        c: Optional[Any] = None,
-        rev: bool = False,
-        jac: bool = True,
-        intermediate_outputs: bool = False,
-    ) -> Tuple[Any, Any]:
+    def forward(self, *args: Any, **kwargs: Any) -> Tuple[Any, Any]:
         """``GraphINN.forward`` after a warning that it returns ``(output, jacobian)`` now."""
         warnings.warn(
             "ReversibleGraphNet's forward() now returns a tuple (output, jacobian). It will be "
             "removed in the future.",
             DeprecationWarning,
         )
-        return super().forward(x_or_z, c=c, rev=rev, jac=jac,
-                               intermediate_outputs=intermediate_outputs)
+        return super().forward(*args, **kwargs)

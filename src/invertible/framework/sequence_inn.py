@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from ..modules.base import InvertibleModule, list_of_int_tuples
+from ..modules.base import InvertibleModule, check_tensors, list_of_int_tuples
 from ..modules.inverse import Inverse
-from ..utils import output_dims_compatible
-from ._calling import call_module, log_det_accumulator, normalise_log_det
+from ..utils import call_module, normalise_log_det, output_dims_compatible
+from ._calling import compiling, log_det_accumulator
 from ._memory import Step, check_blocks, run_by_inversion
 
 __all__ = ["SequenceINN"]
@@ -20,15 +21,12 @@ Shape = Tuple[int, ...]
 Conditions = Union[None, Tensor, Sequence[Tensor]]
 
 
-def _module_output_dims(module: InvertibleModule, dims_in: List[Shape]) -> List[Shape]:
-    """Output shapes of ``module`` given ``dims_in``; containers report theirs directly."""
-    if hasattr(module, "global_out_shapes") or isinstance(module, SequenceINN):
-        return output_dims_compatible(module)
-    return list_of_int_tuples(module.output_dims(dims_in), "output_dims")
-
-
-def _as_tuple(x: Union[Tensor, Sequence[Tensor]]) -> Tuple[Tensor, ...]:
-    return (x,) if isinstance(x, Tensor) else tuple(x)
+def _run_block(module: nn.Module, xs: Tuple[Tensor, ...], cs: Tuple[Any, ...], rev: bool,
+               jac: bool) -> Tuple[Tuple[Tensor, ...], Optional[Tensor]]:
+    """One block's outputs as a tuple and its log-det as a ``(batch,)`` tensor or ``None``."""
+    out, j = call_module(module, xs, list(cs) if cs else None, rev, jac)
+    outs = (out,) if isinstance(out, Tensor) else tuple(out)
+    return outs, normalise_log_det(j, outs[0], type(module).__name__, jac)
 
 
 class SequenceINN(InvertibleModule):
@@ -36,7 +34,10 @@ class SequenceINN(InvertibleModule):
 
     The log-det is the sum of the blocks' log-dets; the inverse runs the blocks' inverses in
     reverse order. Blocks are added with :meth:`append`; each may take one condition, picked by
-    index from the ``c`` list given at call time.
+    index from the ``c`` list given at call time. What ``append`` proved (each block's input
+    shape is its predecessor's output shape) is not checked again when the chain runs: a call
+    checks only the input's type, rank and channel count, so a fully convolutional chain built
+    for one image size runs on any other, and each block checks what its own math needs.
 
     Example::
 
@@ -55,10 +56,10 @@ class SequenceINN(InvertibleModule):
             intermediate activations and recomputes each block's input from its output with the
             block's exact inverse in the backward pass (see ``invertible.framework._memory``).
             Activation memory no longer grows with depth; a step costs about one inverse per
-            block more (a coupling's subnets run once for both the inverse and the recompute).
-            Blocks without an exact, deterministic inverse are refused with a
+            block more. Blocks without an exact, deterministic inverse are refused with a
             ``ValueError``. The outputs are saved for the backward pass (do not modify them in
-            place). Not double-differentiable; not for ``torch.compile``.
+            place). Not double-differentiable; under ``torch.compile`` the chain runs the
+            standard way.
 
     Under ``torch.autocast`` the log-det is accumulated in (at least) float32.
     """
@@ -88,13 +89,13 @@ class SequenceINN(InvertibleModule):
     @memory_efficient.setter
     def memory_efficient(self, value: bool) -> None:
         if value:
-            self._check_invertible(list(self.module_list))
+            self._check_invertible()
         self._memory_efficient = bool(value)
 
-    def _check_invertible(self, modules: List[nn.Module]) -> None:
+    def _check_invertible(self) -> None:
         """``ValueError`` naming the first module that cannot be recomputed by inversion."""
-        check_blocks(type(self).__name__,
-                     [(f"module {i} ({type(m).__name__})", m) for i, m in enumerate(modules)])
+        check_blocks("SequenceINN", [(f"module {i} ({type(m).__name__})", m)
+                                     for i, m in enumerate(self.module_list)])
 
     def append(
         self,
@@ -109,36 +110,42 @@ class SequenceINN(InvertibleModule):
             module_class: an ``InvertibleModule`` class or factory, or a built instance whose
                 ``dims_in`` must equal ``[shapes[-1]]``.
             cond: index into the ``c`` list of :meth:`forward` of the condition this block gets.
-            cond_shape: shape of that condition; passed to the class as ``dims_c=[cond_shape]``.
+            cond_shape: shape of that condition, e.g. ``(10,)``; passed to the class as
+                ``dims_c=[cond_shape]``.
             **kwargs: constructor arguments (not allowed with an instance).
         """
         dims_in = [self.shapes[-1]]
+        name = getattr(module_class, "__name__", type(module_class).__name__)
         if cond is not None and (isinstance(cond, bool) or not isinstance(cond, int) or cond < 0):
             raise TypeError(f"SequenceINN.append: cond must be a non-negative int, got {cond!r}.")
         if isinstance(module_class, InvertibleModule):
             module = module_class
             if kwargs:
                 raise ValueError(
-                    f"You passed an instance of {type(module).__name__} to SequenceINN.append, "
-                    f"but also constructor arguments {sorted(kwargs)}; give one or the other."
+                    f"You passed an instance of {name} to SequenceINN.append, but also "
+                    f"constructor arguments {sorted(kwargs)}; give one or the other."
                 )
             if list_of_int_tuples(module.dims_in) != dims_in:
                 raise ValueError(
-                    f"You passed an instance of {type(module).__name__} with dims_in "
-                    f"{module.dims_in}, but the previous layer's output shape is {dims_in}."
+                    f"You passed an instance of {name} with dims_in {module.dims_in}, but the "
+                    f"previous layer's output shape is {dims_in}."
                 )
         else:
+            if isinstance(module_class, nn.Module) or (
+                    isinstance(module_class, type) and not issubclass(module_class, InvertibleModule)):
+                raise TypeError(
+                    f"SequenceINN.append takes an InvertibleModule class, a factory returning "
+                    f"one, or an InvertibleModule instance; got {name}, which is not invertible."
+                )
             if cond is not None:
-                if cond_shape is None:
-                    raise ValueError(
-                        f"SequenceINN.append({getattr(module_class, '__name__', module_class)}, "
-                        f"cond={cond}) needs cond_shape, the shape of that condition."
-                    )
-                kwargs["dims_c"] = [tuple(cond_shape)]
+                kwargs["dims_c"] = [_condition_shape(name, cond, cond_shape)]
             module = module_class(dims_in, **kwargs)
-        out = _module_output_dims(module, dims_in)
+            if not isinstance(module, InvertibleModule):
+                raise TypeError(f"SequenceINN.append: the factory {name} returned a "
+                                f"{type(module).__name__}, not an InvertibleModule.")
+        out = output_dims_compatible(module)
         if self._memory_efficient:
-            check_blocks(type(self).__name__, [(f"the appended {type(module).__name__}", module)])
+            check_blocks("SequenceINN", [(f"the appended {type(module).__name__}", module)])
         if len(out) != 1:
             raise ValueError(
                 f"Module of type {type(module).__name__} has more than one output: {out}; "
@@ -148,7 +155,7 @@ class SequenceINN(InvertibleModule):
         self.shapes.append(out[0])
         self.conditions.append(cond)
 
-    def forward(
+    def forward(  # type: ignore[override]  # FrEIA's chain returns a bare tensor by default
         self,
         x_or_z: Union[Tensor, Sequence[Tensor]],
         c: Conditions = None,
@@ -158,7 +165,8 @@ class SequenceINN(InvertibleModule):
         """Run the chain forwards, or backwards with ``rev=True``.
 
         Args:
-            x_or_z: a tensor ``(B, *shape)`` (or a one-element sequence of it).
+            x_or_z: a tensor ``(B, *shape)`` (or a one-element sequence of it); the extents after
+                the channel axis may differ from those the chain was built with.
             c: the conditions, a list indexed by the ``cond`` given to :meth:`append` (a single
                 tensor is read as ``[c]``).
             rev: run the inverse.
@@ -168,63 +176,51 @@ class SequenceINN(InvertibleModule):
             ``(z, log_det)``: ``z`` a tensor (a 1-tuple if ``force_tuple_output``), ``log_det``
             of shape ``(B,)`` in the input's dtype (at least float32 under ``torch.autocast``).
         """
-        xs = _as_tuple(x_or_z)
-        conditions = () if c is None else _as_tuple(c)
-        self._check_call(xs, conditions, rev)
-        if self._memory_efficient and torch.is_grad_enabled() and len(self.module_list):
-            return self._forward_by_inversion(xs, conditions, rev, jac)
+        xs, cs = self._checked_call(x_or_z, c, rev)
+        if self._memory_efficient and torch.is_grad_enabled() and not compiling() and len(self):
+            self._check_invertible()  # train/eval modes may have changed
+            order = range(len(self) - 1, -1, -1) if rev else range(len(self))
+            steps = [Step(self.module_list[i], functools.partial(_run_block, self.module_list[i]),
+                          (k,), tuple(c for c in self.conditions[i:i + 1] if c is not None),
+                          (k + 1,)) for k, i in enumerate(order)]
+            (z,), log_det = run_by_inversion(steps, len(steps) + 1, ((0,), (len(steps),)),
+                                             xs, cs, rev, jac)
+            return ((z,) if self.force_tuple_output else z), log_det
         log_det = log_det_accumulator(xs[0])
-        chain = zip(self.module_list, self.conditions)  # no ModuleList indexing (~1 µs a call)
+        chain = zip(self.module_list, self.conditions)  # no ModuleList indexing (~1 us a call)
         for module, k in (reversed(list(chain)) if rev else chain):
-            out, j = call_module(module, xs, None if k is None else [conditions[k]], rev, jac)
-            xs = _as_tuple(out)
-            j = normalise_log_det(j, xs[0], type(module).__name__, jac)
-            if j is not None:
-                log_det = log_det + j
+            xs, j = _run_block(module, xs, () if k is None else (cs[k],), rev, jac)
+            log_det = log_det if j is None else log_det + j
         return (xs if self.force_tuple_output else xs[0]), log_det
 
-    @torch.compiler.disable  # an eager feature: under torch.compile the call runs uncompiled
-    def _forward_by_inversion(
-        self, xs: Tuple[Tensor, ...], conditions: Tuple[Tensor, ...], rev: bool, jac: bool
-    ) -> Tuple[Union[Tensor, Tuple[Tensor, ...]], Tensor]:
-        """``forward`` as one memory-efficient autograd Function (see ``memory_efficient``)."""
-        self._check_invertible(list(self.module_list))  # train/eval modes may have changed
-        order = range(len(self) - 1, -1, -1) if rev else range(len(self))
-        steps = [
-            Step(self.module_list[i], (k,), () if self.conditions[i] is None
-                 else (self.conditions[i],), (k + 1,))
-            for k, i in enumerate(order)
-        ]
-        runner = _ChainRunner(steps, rev, jac)
-        (z,), log_det = run_by_inversion(runner, steps, len(steps) + 1, ((0,), (len(steps),)),
-                                         xs, conditions, rev, jac)
-        return ((z,) if self.force_tuple_output else z), log_det
-
-    def _check_call(self, xs: Tuple[Tensor, ...], c: Tuple[Tensor, ...], rev: bool) -> None:
-        """Validate the number and shape of inputs and that every needed condition is given."""
-        expected = self.shapes[-1] if rev else self.shapes[0]
-        if len(xs) != 1 or not isinstance(xs[0], Tensor):
-            raise ValueError(
-                f"SequenceINN expects one input tensor of shape (batch, *{expected}); got "
-                f"{len(xs)} inputs."
-            )
-        if tuple(xs[0].shape[1:]) != expected:
-            raise ValueError(
-                f"SequenceINN expects {'latent' if rev else 'input'} of shape (batch, *{expected}) "
-                f"but got a tensor of shape {tuple(xs[0].shape)}."
-            )
+    def _checked_call(self, x: Any, c: Conditions, rev: bool
+                      ) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
+        """The input as a 1-tuple and the conditions as a tuple, after the checks the first
+        block cannot make: the input's type, rank and channel count (naming the container), and
+        that every condition the blocks index is given and none is given to a chain without
+        conditioned blocks."""
+        shape = self.shapes[-1] if rev else self.shapes[0]
+        if not isinstance(x, (Tensor, list, tuple)):
+            raise TypeError(f"SequenceINN takes a tensor of shape (B, {', '.join(map(str, shape))})"
+                            f" or a one-element list of it; got {type(x).__name__}.")
+        xs = check_tensors("SequenceINN", "reverse input" if rev else "input",
+                           [x] if isinstance(x, Tensor) else x, [shape], floating=False)
+        cs: Tuple[Tensor, ...] = () if c is None else (c,) if isinstance(c, Tensor) else tuple(c)
         if len(self.module_list) != len(self.conditions):
             raise ValueError(
                 f"SequenceINN holds {len(self.module_list)} modules but {len(self.conditions)} "
                 f"condition entries: module_list was changed directly; add modules with "
                 f"append() and replace them with inn[i] = module."
             )
-        needed = [k for k in self.conditions if k is not None]
-        if needed and max(needed) >= len(c):
+        needed = max([-1] + [k for k in self.conditions if k is not None])
+        if needed >= len(cs) or (cs and needed < 0):
             raise ValueError(
-                f"SequenceINN has blocks conditioned on c[{max(needed)}], but {len(c)} "
-                f"condition tensor(s) were given; pass c=[...] with at least {max(needed) + 1}."
+                f"SequenceINN has blocks conditioned on c[{needed}], but {len(cs)} condition "
+                f"tensor(s) were given; pass c=[...] with at least {needed + 1}." if needed >= 0
+                else f"SequenceINN has no conditioned blocks, but {len(cs)} condition tensor(s) "
+                f"were given."
             )
+        return tuple(xs), cs
 
     def output_dims(self, input_dims: Optional[List[Shape]] = None) -> List[Shape]:
         """``[shapes[-1]]``; with an argument (nesting), only for ``force_tuple_output=True``."""
@@ -235,14 +231,8 @@ class SequenceINN(InvertibleModule):
                 "You can only call output_dims on a SequenceINN when setting "
                 "force_tuple_output=True."
             )
-        given = (
-            list_of_int_tuples(input_dims)
-            if not _is_shape(input_dims)
-            else [
-                tuple(int(d) for d in input_dims)  # type: ignore[union-attr]
-            ]
-        )
-        if given != self.dims_in:
+        bare = all(isinstance(d, int) for d in input_dims)  # the shape itself, not a list
+        if list_of_int_tuples([input_dims] if bare else input_dims) != self.dims_in:
             raise ValueError(
                 f"Passed input shapes {input_dims} do not match the SequenceINN's input shape "
                 f"{self.dims_in}."
@@ -256,18 +246,15 @@ class SequenceINN(InvertibleModule):
         return iter(self.module_list)
 
     def __getitem__(self, item: Union[int, slice]) -> Any:
-        """``inn[i]`` is a module; ``inn[a:b:s]`` a new SequenceINN sharing the modules."""
-        if isinstance(item, slice):
-            return self._sub_sequence(item)
-        return self.module_list[item]
-
-    def _sub_sequence(self, key: slice) -> SequenceINN:
-        """A SequenceINN of the selected modules; a negative step inverts each of them (D5)."""
-        indices = range(len(self))[key]
-        reverse = key.step is not None and key.step < 0
+        """``inn[i]`` is a module; ``inn[a:b:s]`` a new SequenceINN sharing the modules, with the
+        conditions renumbered by first appearance; a negative step inverts each module, and the
+        new chain starts at the output shape of its first module."""
+        if not isinstance(item, slice):
+            return self.module_list[item]
+        indices = range(len(self))[item]
+        reverse = item.step is not None and item.step < 0
         if len(indices) == 0:
-            start = min(key.indices(len(self))[0], len(self))
-            shape = self.shapes[max(start, 0)]
+            shape = self.shapes[max(min(item.indices(len(self))[0], len(self)), 0)]
         else:
             shape = self.shapes[indices[0] + 1] if reverse else self.shapes[indices[0]]
         sub = SequenceINN(*shape, force_tuple_output=self.force_tuple_output,
@@ -275,9 +262,9 @@ class SequenceINN(InvertibleModule):
         renumber: dict = {}
         for i in indices:
             old = self.conditions[i]
-            new = None if old is None else renumber.setdefault(old, len(renumber))
             module = self.module_list[i]
-            sub.append(Inverse(module) if reverse else module, cond=new)
+            sub.append(Inverse(module) if reverse else module,  # type: ignore[arg-type]
+                       cond=None if old is None else renumber.setdefault(old, len(renumber)))
         return sub
 
     def __setitem__(self, key: int, new_module: InvertibleModule) -> None:
@@ -288,45 +275,30 @@ class SequenceINN(InvertibleModule):
             )
         old = self.module_list[key]
         name = type(new_module).__name__
-        if new_module.dims_in != old.dims_in:
-            raise ValueError(
-                f"The new module {name} has input shapes {new_module.dims_in}, but the module "
-                f"it replaces has {old.dims_in}."
-            )
-        new_out = _module_output_dims(new_module, new_module.dims_in)
-        old_out = _module_output_dims(old, old.dims_in)
-        if new_out != old_out:
-            raise ValueError(
-                f"The new module {name} has output shapes {new_out}, but the module it "
-                f"replaces has {old_out}."
-            )
-        if new_module.dims_c != old.dims_c:
-            raise ValueError(
-                f"The new module {name} has condition shapes {new_module.dims_c}, but the "
-                f"module it replaces has {old.dims_c}."
-            )
+        for what, new, was in (("input", new_module.dims_in, old.dims_in),
+                               ("output", output_dims_compatible(new_module),
+                                output_dims_compatible(old)),
+                               ("condition", new_module.dims_c, old.dims_c)):
+            if new != was:
+                raise ValueError(f"The new module {name} has {what} shapes {new}, but the module "
+                                 f"it replaces has {was}.")
         if self._memory_efficient:
-            check_blocks(type(self).__name__, [(f"the new module {name}", new_module)])
+            check_blocks("SequenceINN", [(f"the new module {name}", new_module)])
         self.module_list[key] = new_module
 
 
-class _ChainRunner:
-    """Runs one block of a memory-efficient SequenceINN pass in either direction."""
-
-    def __init__(self, steps: List[Step], rev: bool, jac: bool) -> None:
-        self.steps, self.rev, self.jac = steps, rev, jac
-
-    def __call__(
-        self, k: int, xs: Tuple[Tensor, ...], cs: Tuple[Any, ...], rev: bool
-    ) -> Tuple[Tuple[Tensor, ...], Optional[Tensor]]:
-        """Block ``k``'s outputs and normalised log-det (``jac=False`` when only inverting)."""
-        module = self.steps[k].module
-        jac = self.jac and rev == self.rev
-        out, j = call_module(module, xs, list(cs) if cs else None, rev, jac)
-        outs = _as_tuple(out)
-        return outs, normalise_log_det(j, outs[0], type(module).__name__, jac)
-
-
-def _is_shape(dims: Any) -> bool:
-    """Whether ``dims`` is a bare shape such as ``(3, 32, 32)`` rather than a shape list."""
-    return isinstance(dims, (tuple, list)) and all(isinstance(d, int) for d in dims)
+def _condition_shape(name: str, cond: int, cond_shape: Any) -> Shape:
+    """``cond_shape`` as a tuple of ints; a ``TypeError`` naming the expected form otherwise."""
+    if cond_shape is None:
+        raise ValueError(
+            f"SequenceINN.append({name}, cond={cond}) needs cond_shape, the shape of that "
+            f"condition (batch excluded), e.g. cond_shape=(10,)."
+        )
+    try:
+        return tuple(int(d) for d in cond_shape)
+    except TypeError:
+        raise TypeError(
+            f"SequenceINN.append({name}, cond={cond}): cond_shape must be the condition's shape "
+            f"as a tuple of ints (batch excluded), e.g. cond_shape=({cond_shape!r},); got "
+            f"{cond_shape!r}."
+        ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Tuple
 
+from ..utils import output_dims_compatible
 from .base import InvertibleModule
 
 __all__ = ["Inverse"]
@@ -20,8 +21,6 @@ class Inverse(InvertibleModule):
     """
 
     def __init__(self, module: InvertibleModule) -> None:
-        from ..utils import output_dims_compatible
-
         super().__init__(output_dims_compatible(module), module.dims_c)
         self.module = module
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 from .nodes import AbstractNode, ConditionNode, FeedForwardNode, InputNode, OutputNode
 
@@ -36,25 +36,11 @@ class Plan(NamedTuple):
     keys: Dict[Connection, int]
 
 
-def _slot(keys: Dict[Connection, int], conn: Connection, reader: AbstractNode) -> int:
+def _slot(keys: Dict[Connection, int], conn: object, reader: AbstractNode) -> int:
     """The slot holding ``conn``; an error if nothing computes it before ``reader`` runs."""
     if conn not in keys:
         raise ValueError(f"{reader} reads {conn}, which no earlier node computes.")
     return keys[conn]
-
-
-def _step(node: AbstractNode, keys: Dict[Connection, int], module_index: int, rev: bool) -> Step:
-    """Slots of ``node``'s inputs and conditions; new slots (added to ``keys``) for its outputs."""
-    in_keys = node.outputs if rev else node.inputs
-    cond_keys = node.rev_conditions() if rev else node.conditions
-    in_slots = tuple(_slot(keys, conn, node) for conn in in_keys)
-    cond_slots = tuple(_slot(keys, conn, node) for conn in cond_keys)
-    # a node's reverse outputs are its forward inputs; FeedForwardNodes always run forwards
-    reverses = rev and not isinstance(node, FeedForwardNode)
-    n_out = len(node.inputs) if reverses else len(node.output_dims)
-    first = len(keys)
-    keys.update({(node, k): first + k for k in range(n_out)})
-    return Step(node, module_index, in_slots, cond_slots, tuple(range(first, first + n_out)))
 
 
 def build_plan(
@@ -76,20 +62,26 @@ def build_plan(
     """
     starts, ends = (out_nodes, in_nodes) if rev else (in_nodes, out_nodes)
     keys: Dict[Connection, int] = {}
-    for node in list(starts) + list(condition_nodes):
+    for node in [*starts, *condition_nodes]:
         keys[(node, 0)] = len(keys)
-    steps = [
-        _step(node, keys, module_index.get(id(node), -1), rev)
-        for node in order
-        if not isinstance(node, (InputNode, OutputNode, ConditionNode))
-    ]
+    steps = []
+    for node in order:
+        if isinstance(node, (InputNode, OutputNode, ConditionNode)):
+            continue
+        in_slots = tuple(_slot(keys, c, node) for c in (node.outputs if rev else node.inputs))
+        cond_slots = tuple(_slot(keys, c, node)
+                           for c in (node.rev_conditions() if rev else node.conditions))
+        # a node's reverse outputs are its forward inputs; FeedForwardNodes always run forwards
+        reverses = rev and not isinstance(node, FeedForwardNode)
+        first = len(keys)
+        n_out = len(node.inputs) if reverses else len(node.output_dims)
+        keys.update({(node, k): first + k for k in range(n_out)})
+        steps.append(Step(node, module_index.get(id(node), -1), in_slots, cond_slots,
+                          tuple(range(first, first + n_out))))
     n_slots = len(keys)
-    end_slots: List[int] = []
     for end in ends:
-        conn = end.outputs[0] if rev else end.inputs[0]
-        keys[(end, 0)] = _slot(keys, conn, end)
-        end_slots.append(keys[(end, 0)])
+        keys[(end, 0)] = _slot(keys, end.outputs[0] if rev else end.inputs[0], end)
     shapes = [n.input_dims[0] if rev else n.output_dims[0] for n in starts]
     return Plan(tuple(starts), tuple(shapes), tuple(keys[(n, 0)] for n in starts),
                 tuple(keys[(n, 0)] for n in condition_nodes), tuple(steps),
-                tuple(end_slots), n_slots, keys)
+                tuple(keys[(n, 0)] for n in ends), n_slots, keys)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import numbers
+from collections import deque
 from collections.abc import Sequence
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from torch import Tensor, nn
 
-from ..._errors import InvertibleIndexError
-from ...modules._common import is_int
+from ..._errors import InvertibleIndexError, InvertibleTypeError
 from ...modules.base import InvertibleModule, list_of_int_tuples
-from .._calling import call_module
-from ._results import NodeResult, checked_result
-from ._topology import collect_nodes
+from ...utils import call_module, normalise_log_det
 
 __all__ = [
     "AbstractNode",
@@ -27,21 +26,12 @@ __all__ = [
 
 Shape = Tuple[int, ...]
 Connection = Tuple["AbstractNode", int]
+#: What a node returns: its output values and its ``(batch,)`` log-det (``None``: none).
+NodeResult = Tuple[Tuple[Any, ...], Optional[Tensor]]
 
 
-def _parse_item(item: object, given: object) -> Connection:
-    """One entry of an input list: a node (its output 0) or a ``(node, index)`` pair."""
-    if isinstance(item, AbstractNode):
-        return (item, 0)
-    if (
-        isinstance(item, (list, tuple)) and len(item) == 2
-        and isinstance(item[0], AbstractNode) and is_int(item[1])
-    ):
-        return (item[0], int(item[1]))
-    raise ValueError(
-        f"Cannot parse {item!r} in the inputs {given!r}: each entry must be a node or a "
-        f"connection (node, output_index) such as node.out0."
-    )
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def parse_flexible_inputs(inputs: object) -> List[Connection]:
@@ -61,30 +51,20 @@ def parse_flexible_inputs(inputs: object) -> List[Connection]:
             f"Received object of invalid type ({type(inputs).__name__}) as input: {inputs!r}. "
             f"Expected a node, a connection (node, index) or a list of them."
         )
-    if len(inputs) == 2 and is_int(inputs[1]):
-        return [_parse_item(tuple(inputs), inputs)]
-    return [_parse_item(item, inputs) for item in inputs]
-
-
-def _type_name(module_type: object) -> str:
-    """Readable name of a module class or factory for messages and ``str(node)``."""
-    if module_type is None:
-        return ""
-    return str(getattr(module_type, "__name__", type(module_type).__name__))
-
-
-def _is_instance(module_type: object) -> bool:
-    """Whether a node was given a ready-made module rather than a class or factory."""
-    return isinstance(module_type, nn.Module)
-
-
-def _check_no_args_for_instance(node: AbstractNode) -> None:
-    """A module instance comes with no constructor arguments (``module_args`` must be None)."""
-    if node.module_args is not None:
-        raise ValueError(
-            f"You passed an instance of {type(node.module_type).__name__} to {node!r}, but also "
-            f"provided arguments to its constructor: {node.module_args!r}."
-        )
+    items = [tuple(inputs)] if len(inputs) == 2 and _is_int(inputs[1]) else inputs
+    connections: List[Connection] = []
+    for item in items:
+        if isinstance(item, AbstractNode):
+            connections.append((item, 0))
+        elif (isinstance(item, (list, tuple)) and len(item) == 2
+              and isinstance(item[0], AbstractNode) and _is_int(item[1])):
+            connections.append((item[0], int(item[1])))
+        else:
+            raise ValueError(
+                f"Cannot parse {item!r} in the inputs {inputs!r}: each entry must be a node or a "
+                f"connection (node, output_index) such as node.out0."
+            )
+    return connections
 
 
 class AbstractNode:
@@ -104,7 +84,8 @@ class AbstractNode:
         name: a readable name; by default the last 6 hex digits of ``id(self)``.
     """
 
-    _consumable = True
+    #: Why this node's outputs cannot feed another node's inputs (``None``: they can).
+    _not_consumable: Optional[str] = None
 
     def __init__(
         self,
@@ -117,35 +98,37 @@ class AbstractNode:
         self.name = name if name else hex(id(self))[-6:]
         self.inputs = parse_flexible_inputs(inputs)
         self.conditions = [] if conditions is None else parse_flexible_inputs(conditions)
-        self._check_inputs_available()
+        seen = set()
+        for pred, index in self.inputs:  # checked before the module is built
+            pred._check_consumable(index)
+            if (id(pred), index) in seen:
+                raise ValueError(f"Output {index} of node {pred} is already consumed.")
+            seen.add((id(pred), index))
         self.input_dims = [self._dims_of(conn, "input") for conn in self.inputs]
         self.condition_dims = [self._dims_of(conn, "condition") for conn in self.conditions]
         self.module_type = module_type
         self.module_args = module_args
+        if isinstance(module_type, nn.Module) and module_args is not None:
+            raise ValueError(
+                f"You passed an instance of {type(module_type).__name__} to {self!r}, but also "
+                f"provided arguments to its constructor: {module_args!r}."
+            )
         self.module, output_dims = self.build_module(self.condition_dims, self.input_dims)
-        if _is_instance(module_type):
+        if isinstance(module_type, nn.Module):
             self.module_type = type(module_type)
         self.output_dims = list_of_int_tuples(output_dims, f"output_dims of {self!r}")
         self.outputs: List[Optional[Tuple[AbstractNode, int]]] = (
-            [None] * len(self.output_dims) if self._consumable else []
-        )
+            [] if self._not_consumable else [None] * len(self.output_dims))
         for position, (pred, index) in enumerate(self.inputs):
             pred.consume_output(index, self, position)
         for index in range(len(self.output_dims)):
             setattr(self, f"out{index}", (self, index))
         self._label = f"Module of {self!r} ({_type_name(self.module_type)})"
 
-    def _check_inputs_available(self) -> None:
-        """Every input can be consumed by this node (checked before the module is built)."""
-        seen = set()
-        for pred, index in self.inputs:
-            pred._check_consumable(index)
-            if (id(pred), index) in seen:
-                raise ValueError(f"Output {index} of node {pred} is already consumed.")
-            seen.add((id(pred), index))
-
     def _check_consumable(self, index: int) -> None:
         """Raise unless output ``index`` exists and is still free."""
+        if self._not_consumable:
+            raise TypeError(f"{self!r}: {self._not_consumable}")
         if not 0 <= index < len(self.outputs):
             raise InvertibleIndexError(
                 f"Output index {index} is out of range: {self} has {len(self.outputs)} outputs."
@@ -179,9 +162,9 @@ class AbstractNode:
 
     def rev_input(self, index: int) -> Optional[Tuple[AbstractNode, int]]:
         """The value-table key of output ``index`` in a reverse pass (``None`` if unconsumed)."""
-        return self.outputs[index]
+        return self.outputs[index] if self._not_consumable is None else (self, index)
 
-    def rev_conditions(self) -> List[Tuple[AbstractNode, int]]:
+    def rev_conditions(self) -> List[Optional[Tuple[AbstractNode, int]]]:
         """The value-table keys of this node's conditions in a reverse pass."""
         return [cond.rev_input(index) for cond, index in self.conditions]
 
@@ -201,15 +184,19 @@ class AbstractNode:
 
     def __str__(self) -> str:
         """``<Class> '<name>': <input_dims> -> <module class> -> <output_dims>`` (FrEIA's)."""
-        module_hint = _type_name(self.module_type)
-        return (
-            f"{self.__class__.__name__} {self.name!r}: {self.input_dims} -> {module_hint} -> "
-            f"{self.output_dims}"
-        )
+        return (f"{self.__class__.__name__} {self.name!r}: {self.input_dims} -> "
+                f"{_type_name(self.module_type)} -> {self.output_dims}")
 
     def __repr__(self) -> str:
         """``<Class> '<name>'`` (FrEIA's)."""
         return f"{self.__class__.__name__} {self.name!r}"
+
+
+def _type_name(module_type: object) -> str:
+    """Readable name of a module class or factory for messages and ``str(node)``."""
+    if module_type is None:
+        return ""
+    return str(getattr(module_type, "__name__", type(module_type).__name__))
 
 
 class Node(AbstractNode):
@@ -224,26 +211,28 @@ class Node(AbstractNode):
         self, condition_shapes: List[Shape], input_shapes: List[Shape]
     ) -> Tuple[Optional[nn.Module], List[Shape]]:
         """Build (or check) the module and infer its output shapes."""
-        module_type = self.module_type
-        if _is_instance(module_type):
+        module_type, name = self.module_type, _type_name(self.module_type)
+        if isinstance(module_type, InvertibleModule):
             module = module_type
-            _check_no_args_for_instance(self)
-            dims_in = getattr(module, "dims_in", None)
-            if dims_in is None or list_of_int_tuples(dims_in, "dims_in") != input_shapes:
+            if list_of_int_tuples(module.dims_in, "dims_in") != input_shapes:
                 raise ValueError(
-                    f"{type(module).__name__} instance given to {self!r} has dims_in={dims_in}, "
-                    f"but the node's inputs have shapes {input_shapes}."
+                    f"{name} instance given to {self!r} has dims_in={module.dims_in}, but the "
+                    f"node's inputs have shapes {input_shapes}."
                 )
+        elif (isinstance(module_type, nn.Module) or not callable(module_type) or (
+                isinstance(module_type, type) and not issubclass(module_type, InvertibleModule))):
+            raise TypeError(
+                f"{self!r}: module_type must be an InvertibleModule class, a factory returning "
+                f"one, or an InvertibleModule instance; got {module_type!r}."
+            )
         else:
-            if not callable(module_type):
-                raise TypeError(
-                    f"{self!r}: module_type must be a module class, a factory or an "
-                    f"InvertibleModule instance; got {module_type!r}."
-                )
             args = {} if self.module_args is None else dict(self.module_args)
             if condition_shapes:
                 args["dims_c"] = list(condition_shapes)
             module = module_type(list(input_shapes), **args)
+            if not isinstance(module, InvertibleModule):
+                raise TypeError(f"{self!r}: the factory {name} returned a "
+                                f"{type(module).__name__}, not an InvertibleModule.")
         return module, module.output_dims(list(input_shapes))
 
     def _run(
@@ -251,10 +240,26 @@ class Node(AbstractNode):
         rev: bool, jac: bool,
     ) -> NodeResult:
         """Call the module with FrEIA's convention, then check and normalise its result."""
-        result = call_module(module, tuple(x_or_z), tuple(c) if self.conditions else None,
+        result = call_module(module, tuple(x_or_z), tuple(c) if self.conditions else None,  # type: ignore[arg-type]
                              rev, jac)
         expected = len(self.inputs) if rev else len(self.output_dims)
-        return checked_result(self._label, result, expected, rev, jac, x_or_z)
+        who = self._label
+        if isinstance(result, Tensor) or not isinstance(result, (tuple, list)):
+            raise ValueError(
+                f"{who} returned {type(result).__name__} instead of a tuple (outputs, log_det).")
+        if len(result) != 2:
+            raise ValueError(f"{who} returned {len(result)} values instead of (outputs, log_det).")
+        outputs, log_det = result
+        if isinstance(outputs, Tensor) or not isinstance(outputs, (tuple, list)):
+            raise ValueError(f"{who} returned {type(outputs).__name__} as outputs instead of a "
+                             f"tuple or list of tensors.")
+        if len(outputs) != expected:
+            raise ValueError(f"{who} returned {len(outputs)} {'inputs' if rev else 'outputs'}, "
+                             f"expected {expected}.")
+        if jac and log_det is None:
+            raise ValueError(f"{who} returned a non-tensor as Jacobian: None (with jac=True).")
+        like = outputs[0] if len(outputs) else x_or_z[0]
+        return tuple(outputs), normalise_log_det(log_det, like, who, jac)
 
 
 class _ShapeNode(AbstractNode):
@@ -285,24 +290,14 @@ class InputNode(_ShapeNode):
 class ConditionNode(_ShapeNode):
     """A graph condition: usable as a condition of any number of nodes, never as an input."""
 
-    _consumable = False
-
-    def _check_consumable(self, index: int) -> None:
-        """A condition is never an input: always ``TypeError``."""
-        raise TypeError(
-            f"ConditionNode's outputs cannot be consumed as inputs to another node, only as "
-            f"conditions ({self!r} given as input)."
-        )
-
-    def rev_input(self, index: int) -> Tuple[AbstractNode, int]:
-        """A condition keeps its key in both directions."""
-        return (self, index)
+    _not_consumable = ("ConditionNode's outputs cannot be consumed as inputs to another node, "
+                       "only as conditions.")
 
 
 class OutputNode(AbstractNode):
     """A graph output: ``OutputNode(node.out1)`` returns that connection's tensor."""
 
-    _consumable = False
+    _not_consumable = "it is an OutputNode: its value cannot be consumed by another node."
 
     def __init__(self, in_node: object, name: Optional[str] = None) -> None:
         super().__init__(in_node, None, {}, name=name)
@@ -320,10 +315,6 @@ class OutputNode(AbstractNode):
             )
         return None, []
 
-    def _check_consumable(self, index: int) -> None:
-        """An OutputNode has no outputs: always ``TypeError``."""
-        raise TypeError(f"{self!r} is an OutputNode: its value cannot be consumed by another node.")
-
     def rev_input(self, index: int) -> Tuple[AbstractNode, int]:
         """An OutputNode has no outputs to address."""
         raise ValueError(f"{self!r} is an OutputNode and has no outputs.")
@@ -334,7 +325,8 @@ class FeedForwardNode(AbstractNode):
 
     Its module is ``module_type(**module_args)`` (no dims passed) or a given ``nn.Module``
     instance; it is called as ``module(*c)`` in both directions and adds no log-det. An
-    ``InvertibleModule`` is called as ``module(c)`` and its log-det is ignored (FrEIA added it).
+    ``InvertibleModule`` is called as ``module(c)`` and its log-det is ignored (FrEIA added it,
+    although a condition's transformation is not part of the flow's change of variables).
 
     Args:
         conditions: the inputs of the module, usually ConditionNodes.
@@ -344,7 +336,7 @@ class FeedForwardNode(AbstractNode):
         name: a readable name.
     """
 
-    _consumable = False
+    _not_consumable = "it is a FeedForwardNode: its output can only be used as a condition."
 
     def __init__(
         self,
@@ -362,36 +354,50 @@ class FeedForwardNode(AbstractNode):
         self, condition_shapes: List[Shape], input_shapes: List[Shape]
     ) -> Tuple[Optional[nn.Module], List[Shape]]:
         """Build (or take) the module; its single output has ``module_output_dims``."""
-        if _is_instance(self.module_type):
-            _check_no_args_for_instance(self)
-            module = self.module_type
-        else:
-            module = self.module_type(**({} if self.module_args is None else self.module_args))
+        module = self.module_type
+        if not isinstance(module, nn.Module):
+            module = module(**({} if self.module_args is None else self.module_args))  # type: ignore[operator]
         return module, [self.module_output_dims]
-
-    def _check_consumable(self, index: int) -> None:
-        """A computed condition is never an input: always ``TypeError``."""
-        raise TypeError(
-            f"{self!r} is a FeedForwardNode: its output can only be used as a condition."
-        )
-
-    def rev_input(self, index: int) -> Tuple[AbstractNode, int]:
-        """A computed condition keeps its key in both directions."""
-        return (self, index)
 
     def _run(
         self, module: Optional[nn.Module], x_or_z: Sequence[Tensor], c: Optional[Sequence[Any]],
         rev: bool, jac: bool,
     ) -> NodeResult:
-        """Always the forward sense; no log-det (an InvertibleModule's is dropped, D11)."""
+        """Always the forward sense; no log-det."""
         conds = () if c is None else tuple(c)
-        if self._invertible:
-            result = module(conds)
-            if not (isinstance(result, (tuple, list)) and len(result) == 2):
-                raise ValueError(
-                    f"InvertibleModule of {self!r} must return (outputs, log_det), got "
-                    f"{type(result).__name__}."
-                )
-            return tuple(result[0]), None
-        return (module(*conds),), None
+        assert module is not None
+        if not self._invertible:
+            return (module(*conds),), None
+        result = module(conds)
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise ValueError(f"InvertibleModule of {self!r} must return (outputs, log_det), got "
+                             f"{type(result).__name__}.")
+        return tuple(result[0]), None
 
+
+def collect_nodes(*input_nodes: AbstractNode) -> List[AbstractNode]:
+    """All nodes reachable from ``input_nodes`` through consumers and conditions (BFS order).
+
+    Follows ``node.outputs`` (the consumers) and ``node.conditions``; it does not walk inputs
+    backwards, so a second InputNode that only feeds a later node must be passed as well.
+
+    Raises:
+        InvertibleTypeError: some output slot is not consumed by any node.
+    """
+    found: List[AbstractNode] = []
+    seen: Set[int] = set()
+    queue = deque(input_nodes)
+    while queue:
+        node = queue.popleft()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        found.append(node)
+        for index, conn in enumerate(node.outputs):
+            if conn is None:
+                raise InvertibleTypeError(
+                    f"collect_nodes: output {index} of {node} is not consumed by any node."
+                )
+            queue.append(conn[0])
+        queue.extend(cond for cond, _ in node.conditions)
+    return found
