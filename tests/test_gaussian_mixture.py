@@ -1,4 +1,4 @@
-"""Focused tests of GaussianMixtureModel (spec §6.8, Appendix A/B/C/E, D31).
+"""Focused tests of GaussianMixtureModel: construction, state, errors, the maps, the graph.
 
 The property suite runs its cases (tests/cases/gaussian_mixture.py); here, the conditions that
 suite exempts from "conditions matter" are checked by changes that keep them valid.
@@ -50,7 +50,7 @@ def build(case: Case, seed: int = 0) -> torch.nn.Module:
 
 
 def test_dims_c_is_required() -> None:
-    """Appendix C: a missing positional dims_c is Python's TypeError."""
+    """A missing positional dims_c is Python's TypeError, as in FrEIA."""
     with pytest.raises(TypeError, match="dims_c"):
         GMM([(3,)])  # type: ignore[call-arg]
 
@@ -71,7 +71,7 @@ def test_construction_errors(dims_in: list, dims_c: list, words: str) -> None:
 
 
 def test_no_state_and_no_rng_use() -> None:
-    """Appendix A: no state_dict keys; Appendix B: nothing drawn at construction."""
+    """No state_dict keys (as in FrEIA) and nothing drawn from any RNG at construction."""
     torch.manual_seed(0)
     state = torch.get_rng_state()
     module = GMM([(3,)], [(2,), (2, 3), (2, 6), (0,)])
@@ -79,8 +79,8 @@ def test_no_state_and_no_rng_use() -> None:
     assert module.state_dict() == {} and not list(module.parameters())
 
 
-def test_masks_are_non_persistent_buffers_d31() -> None:
-    """D31: the masks follow .to(...) but add no state_dict keys."""
+def test_masks_are_non_persistent_buffers() -> None:
+    """The masks follow .to(...) (FrEIA's plain attributes did not) but add no state_dict keys."""
     module = GMM([(3,)], list(gmm_condition_shapes(3, 2)))
     buffers = dict(module.named_buffers())
     assert set(buffers) == {"mask_upper", "mask_diagonal"}
@@ -105,6 +105,14 @@ def test_forward_errors() -> None:
         module([x], [*cs[:3], "first"])
     with pytest.raises(ValueError, match="one component index per sample"):
         module([x], [*cs[:3], torch.zeros(3, dtype=torch.long)])
+    with pytest.raises(ValueError, match=r"GaussianMixtureModel: input must have shape \(B, 2\)"):
+        module([torch.randn(4, 3, 2, dtype=F64)], cs)  # (B, K, d) only without an index
+    with pytest.raises(ValueError, match=r"input must have shape \(B, 3, 2\)"):
+        module([torch.randn(4, 2, 2, dtype=F64)], [*cs[:3], None])
+    with pytest.raises(ValueError, match="GaussianMixtureModel: the conditions have batch size 4"):
+        module([x[:3]], cs)
+    with pytest.raises(TypeError, match="GaussianMixtureModel: condition 1 has dtype"):
+        module([x], [cs[0], cs[1].float(), cs[2], cs[3]])
 
 
 # --- the maps ----------------------------------------------------------------------------------
@@ -146,6 +154,28 @@ def test_all_components_with_i_none() -> None:
     assert torch.equal(log_det_rev, -log_det)
     _, no_jac = module([x], [w, mu, entries, None], jac=False)
     assert no_jac is not None and no_jac.shape == (batch, k)
+    broadcast, _ = module([out[0][:, 0]], [w, mu, entries, None], rev=True)  # (B, d) too
+    assert broadcast[0].shape == (batch, k, d)
+    assert torch.allclose(broadcast[0][:, 0], x, atol=1e-12)
+
+
+def test_all_components_match_freia_both_ways() -> None:
+    """Without an index FrEIA 0.2 maps (B, d) to (B, K, d) and takes its outputs back in
+    reverse; so does this block, with the same numbers (float32: FrEIA's factors are)."""
+    freia = pytest.importorskip("FrEIA.modules")
+    d, k, batch = 3, 4, 5
+    dims_c = list(gmm_condition_shapes(d, k))
+    ours, theirs = GMM([(d,)], dims_c), freia.GaussianMixtureModel([(d,)], dims_c)
+    w, mu, entries = [t.float() for t in conditions(batch, d, k)[:3]]
+    x = torch.randn(batch, d)
+    (z,), _ = ours([x], [w, mu, entries, None])
+    for rev, point in ((False, x), (True, z)):
+        (got,), got_ld = ours([point], [w, mu, entries, None], rev=rev)
+        (want,), want_ld = theirs([point], [w, mu, entries, None], rev=rev)
+        assert got.shape == want.shape == (batch, k, d)
+        assert torch.allclose(got, want, atol=1e-5) and torch.allclose(got_ld, want_ld)
+    (back,), _ = ours([z], [w, mu, entries, None], rev=True)
+    assert torch.allclose(back, x.unsqueeze(1).expand(batch, k, d), atol=1e-5)
 
 
 def test_int_i_seeds_the_component_choice() -> None:
@@ -242,10 +272,10 @@ def test_means_factors_and_indices_matter(case: Case) -> None:
             assert not torch.allclose(T.run(module, xs, cond)[0][0], base[0])
 
 
-# --- Appendix E: the GMM graph ------------------------------------------------------------------
+# --- the GMM graph of FrEIA's own test -----------------------------------------------------------
 
 
-def test_gmm_graph_appendix_e() -> None:
+def test_gmm_graph() -> None:
     """ConditionNodes w, mu, U, i feed a GMM node; inverse and numerical log-det (float32)."""
     from invertible.framework.graph_inn import (
         ConditionNode,
