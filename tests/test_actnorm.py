@@ -1,4 +1,5 @@
-"""Focused tests of ActNorm (spec §6.5.1, Appendix A/C/E, D18, K16)."""
+"""Focused tests of ActNorm: FrEIA's state, data-dependent initialisation in either direction,
+errors, the log-det, old checkpoints (also nested), distributed initialisation."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def per_channel(t: torch.Tensor) -> tuple:
 
 @pytest.mark.parametrize("shape", [(20,), (3, 10, 10)])
 def test_first_batch_normalises_per_channel(shape: tuple) -> None:
-    """Appendix E: after the first batch of 256 the output has mean 0 (1e-7) and std 1."""
+    """As FrEIA's test: after the first batch of 256 the output has mean 0 (1e-7) and std 1."""
     torch.manual_seed(0)
     module = ActNorm([shape])
     (z,), _ = module([torch.randn(256, *shape)])
@@ -51,7 +52,7 @@ def test_first_batch_normalises_per_channel(shape: tuple) -> None:
 
 
 def test_state_dict_layout() -> None:
-    """Appendix A: log_scale and loc (1, C, 1, ...), is_initialized a bool 0-d buffer."""
+    """FrEIA's state: log_scale and loc (1, C, 1, ...), is_initialized a bool 0-d buffer."""
     for shape, param in [((5,), (1, 5)), ((3, 4, 2), (1, 3, 1, 1))]:
         state = ActNorm([shape]).state_dict()
         assert list(state) == ["log_scale", "loc", "is_initialized"]
@@ -72,7 +73,7 @@ def test_init_data_in_constructor_and_scale_property() -> None:
 
 
 def test_first_call_in_reverse_initialises_from_z() -> None:
-    """K16: the first call initialises from its input whatever the direction (in reverse, it
+    """As in FrEIA, the first call initialises from its input whatever the direction (in reverse, it
     warns: latents are no data)."""
     module = ActNorm([(4,)]).double()
     z = skewed((4,))
@@ -141,7 +142,7 @@ def test_gradients_and_no_graph_through_init() -> None:
     assert module.log_scale.grad_fn is None and module.is_initialized.grad_fn is None
 
 
-# --- errors (Appendix C, D18) ----------------------------------------------------------------
+# --- errors ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -184,7 +185,7 @@ def test_output_dims_with_two_inputs_is_an_assertion_error() -> None:
         ActNorm([(3,)]).output_dims([(3,), (2,)])
 
 
-# --- log-det (D18, D26) ----------------------------------------------------------------------
+# --- log-det: (B,), where FrEIA returned (1,) ----------------------------------------------
 
 
 def test_log_det_is_per_sample_and_signed() -> None:
@@ -200,7 +201,7 @@ def test_log_det_is_per_sample_and_signed() -> None:
     assert module([x], jac=False)[1].shape == (5,)
 
 
-# --- old checkpoints (D18) -------------------------------------------------------------------
+# --- old checkpoints --------------------------------------------------------------------------
 
 
 def old_state(channels: int, spatial: tuple = ()) -> dict:
@@ -237,7 +238,7 @@ def test_old_keys_without_strict_convert_silently() -> None:
 
 
 def test_old_keys_convert_inside_containers() -> None:
-    """D18: FrEIA converted only at top level; nested ActNorms (prefixed keys) convert too."""
+    """FrEIA converted only at top level; nested ActNorms (prefixed keys) convert too."""
     inn = SequenceINN(3)
     inn.append(ActNorm)
     inn.append(ActNorm)
@@ -295,7 +296,7 @@ def test_pickle_and_deepcopy_keep_the_state() -> None:
         assert all(torch.equal(o([x])[0][0], expected) for o in copies)
 
 
-# --- distributed initialisation and loading (issue 5) -----------------------------------------
+# --- distributed initialisation and loading ------------------------------------------------------
 
 
 def test_distributed_statistics_equal_the_local_ones_on_one_rank(monkeypatch) -> None:

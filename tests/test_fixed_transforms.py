@@ -1,4 +1,5 @@
-"""Focused tests of the fixed transforms (spec §6.4, Appendix A/B/C, D16, D26, decision 2)."""
+"""Focused tests of the fixed transforms: FrEIA's state and random draws, errors, the sigmoid's
+log-det, a local generator for seeded permutations."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_permute_seed_matches_freia_and_leaves_global_rng_alone() -> None:
 
 
 def test_permute_without_seed_draws_from_global_numpy() -> None:
-    """Appendix B: one np.random.permutation(C) from numpy's global generator, no torch draw."""
+    """As in FrEIA: one np.random.permutation(C) from numpy's global generator, no torch draw."""
     np.random.seed(4)
     torch.manual_seed(4)
     torch_state = torch.get_rng_state()
@@ -77,7 +78,7 @@ def test_permute_gathers_channels_of_any_rank() -> None:
 
 
 def test_permute_has_no_condition_parameter() -> None:
-    """K3: frameworks must never pass ``c`` to PermuteRandom."""
+    """FrEIA's signature has no ``c``, so frameworks must never pass one to PermuteRandom."""
     params = list(inspect.signature(PermuteRandom.forward).parameters)
     assert params == ["self", "x", "rev", "jac"]
     with pytest.raises(ValueError, match="takes no conditions"):
@@ -137,7 +138,7 @@ def test_linear_errors() -> None:
 
 
 def test_1x1conv_applies_M_transposed_per_pixel() -> None:
-    """K7: FrEIA's conv applies Mᵀ at every pixel, unlike FixedLinearTransform's M x."""
+    """As FrEIA's, the conv applies Mᵀ at every pixel, unlike FixedLinearTransform's M x."""
     module = Fixed1x1Conv([(3, 2, 4)], M=M3)
     x = torch.randn(2, 3, 2, 4, dtype=torch.float64)
     (y,), log_det = module([x])
@@ -179,7 +180,7 @@ def test_1x1conv_errors() -> None:
 
 
 def test_sigmoid_always_returns_outputs_and_log_det() -> None:
-    """D16: FrEIA returned only ``(y,)`` with ``jac=False``."""
+    """FrEIA returned only ``(y,)`` with ``jac=False``; here always ``((y,), log_det)``."""
     module = InvertibleSigmoid([(4,)])
     x = torch.randn(3, 4)
     for rev in (False, True):
@@ -189,7 +190,7 @@ def test_sigmoid_always_returns_outputs_and_log_det() -> None:
 
 
 def test_sigmoid_image_log_det_sums_all_non_batch_dims() -> None:
-    """D16: FrEIA summed dim 1 only, returning (B, H, W) for images."""
+    """FrEIA summed dim 1 only, returning (B, H, W) for images; here all non-batch dims."""
     module = InvertibleSigmoid([(2, 3, 3)])
     x = torch.randn(4, 2, 3, 3, dtype=torch.float64)
     (y,), log_det = module([x])
@@ -198,7 +199,7 @@ def test_sigmoid_image_log_det_sums_all_non_batch_dims() -> None:
 
 
 def test_sigmoid_log_det_is_stable() -> None:
-    """D16: ln σ'(x) stays finite for large |x| (about -|x|)."""
+    """ln σ'(x) stays finite for large |x| (about -|x|), where FrEIA's overflowed."""
     module = InvertibleSigmoid([(2,)])
     x = torch.tensor([[100.0, -100.0], [800.0, -30.0]])
     _, log_det = module([x])
@@ -227,5 +228,5 @@ def test_sigmoid_has_no_state_and_freia_signature() -> None:
 
 @pytest.mark.parametrize("cls", [FixedLinearTransform, Fixed1x1Conv])
 def test_linear_maps_have_no_condition_parameter(cls: type) -> None:
-    """K3: ``forward(x, rev=False, jac=True)``."""
+    """FrEIA's signature ``forward(x, rev=False, jac=True)``, so positional calls keep working."""
     assert list(inspect.signature(cls.forward).parameters) == ["self", "x", "rev", "jac"]

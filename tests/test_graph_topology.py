@@ -1,4 +1,5 @@
-"""Focused tests of `Split`, `Concat` and their deprecated aliases (spec §6.10, D26, D27)."""
+"""Focused tests of `Split`, `Concat` and their deprecated aliases: sections, `dim` handling
+(FrEIA's bugs fixed), (B,) log-dets, errors."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def test_split_spatial_axis() -> None:
 
 
 def test_split_negative_dim_is_normalised_not_batch_axis() -> None:
-    """D27: FrEIA's dim=-1 split the batch axis; here it is the last non-batch axis."""
+    """FrEIA's dim=-1 split the batch axis; here it is the last non-batch axis."""
     split = Split([(2, 3, 4)], dim=-1)
     assert split.dim == 2
     assert split.output_dims([(2, 3, 4)]) == [(2, 3, 2), (2, 3, 2)]
@@ -81,7 +82,7 @@ def test_split_negative_dim_is_normalised_not_batch_axis() -> None:
 
 @pytest.mark.parametrize("dim", [3, -4, 10])
 def test_split_out_of_range_dim_rejected(dim: int) -> None:
-    """D27: FrEIA's check is off by one (dim == rank passes); both bounds are checked here."""
+    """FrEIA's check is off by one (dim == rank passes); both bounds are checked here."""
     with pytest.raises(AssertionError, match="out of range"):
         Split([(2, 3, 4)], dim=dim)
     with pytest.raises(ValueError, match=r"\(2, 3, 4\)"):

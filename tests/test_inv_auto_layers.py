@@ -1,4 +1,5 @@
-"""Focused tests of the InvAuto layers (§6.5.2-6.5.5, §6.6.3-6.6.4, App. A/B/C, D17, D28, K14)."""
+"""Focused tests of the InvAuto layers and LearnedElementwiseScaling: FrEIA's state and draws,
+errors, the reverse log-det, no debug print, the deprecated InvAutoActFixed."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_inv_auto_act_defaults_and_state() -> None:
 
 
 def test_inv_auto_act_fixed_warns_and_stays_learnable() -> None:
-    """K14: FrEIA's InvAutoActFixed only warns; its slopes stay learnable by default."""
+    """FrEIA's InvAutoActFixed only warns; its slopes stay learnable by default, as here."""
     with pytest.warns(UserWarning, match="please use InvAutoAct with the learnable=False"):
         module = InvAutoActFixed([(3,)], slope_init=1.5)
     assert isinstance(module, InvAutoAct) and module.alpha.requires_grad
@@ -85,7 +86,7 @@ def test_two_sided_numerics() -> None:
 
 
 def test_elementwise_scaling_reverse_log_det_is_negated() -> None:
-    """D17: FrEIA returned +sum(s) with shape (1,) in both directions."""
+    """FrEIA returned +sum(s) with shape (1,) in both directions; here ±sum(s) of shape (B,)."""
     module = LearnedElementwiseScaling([(2, 3)], init_scale=2.0).double()
     assert module.s.shape == (1, 2, 3) and list(module.state_dict()) == ["s"]
     assert torch.allclose(module.s, torch.full((1, 2, 3), math.log(2.0), dtype=D))
@@ -99,7 +100,7 @@ def test_elementwise_scaling_reverse_log_det_is_negated() -> None:
     assert log_det_rev.shape == (4,) and torch.allclose(log_det_rev, -log_det)
 
 
-# --- log-det shape with jac=False (decision 3), non-positive inits, conditions ---------------
+# --- a (B,) log-det also with jac=False, non-positive inits, conditions --------------------
 
 
 @pytest.mark.parametrize(
@@ -135,7 +136,7 @@ def test_constructor_errors(factory, needle: str) -> None:
 
 
 def test_fc_rng_order_and_state() -> None:
-    """Appendix B: randn(out, in) scaled by sqrt(1/out), then randn(1, out)."""
+    """FrEIA's draws: randn(out, in) scaled by sqrt(1/out), then randn(1, out)."""
     torch.manual_seed(3)
     module = InvAutoFC([(4,)], dims_out=6)
     torch.manual_seed(3)
@@ -150,7 +151,8 @@ def test_fc_rng_order_and_state() -> None:
 
 
 def test_fc_numerics_warning_and_no_print(capsys: pytest.CaptureFixture) -> None:
-    """D28: no debug print; a UserWarning on every call with jac=True, none with jac=False."""
+    """No debug print (FrEIA printed shapes); a UserWarning on every call with jac=True, none
+    with jac=False."""
     module = InvAutoFC([(3,)], dims_out=5).double()
     assert capsys.readouterr().out == ""
     x = torch.randn(2, 3, dtype=D)
@@ -178,7 +180,7 @@ def test_fc_shape_errors(dims: list) -> None:
 
 
 def test_conv_rng_order_numerics_and_state() -> None:
-    """Appendix B: nn.Conv2d's default init, then randn(1, C_out, 1, 1)."""
+    """FrEIA's draws: nn.Conv2d's default init, then randn(1, C_out, 1, 1)."""
     torch.manual_seed(5)
     module = InvAutoConv2D([(2, 5, 5)], dims_out=(3, 5, 5)).double()
     torch.manual_seed(5)

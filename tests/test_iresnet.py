@@ -1,4 +1,5 @@
-"""IResNetLayer: the property checks that hold for a stochastic log-det, the estimator, D21."""
+"""IResNetLayer: the property checks that hold for a stochastic log-det, the estimator, FrEIA's
+bugs fixed (dims_in kept, works under no_grad, caller's tensors untouched)."""
 
 from __future__ import annotations
 
@@ -182,7 +183,7 @@ def test_many_samples_converge_to_slogdet() -> None:
 
 
 def test_kernel_draws_one_randn_like_per_sample_in_order() -> None:
-    """Appendix B: randn_like(x) once per Hutchinson sample, at run time, when jac."""
+    """As in FrEIA: randn_like(x) once per Hutchinson sample, at run time, when jac."""
     layer = contractive_iresnet((3,), hutchinson_samples=5).double()
     x = torch.randn(2, 3, dtype=D, requires_grad=True)
     torch.manual_seed(4)
@@ -200,7 +201,7 @@ def test_kernel_draws_one_randn_like_per_sample_in_order() -> None:
     assert torch.equal(got, torch.randn(1))  # no draws without jac
 
 
-# --- D21 -------------------------------------------------------------------------------------
+# --- FrEIA bugs fixed ------------------------------------------------------------------------
 
 
 def test_dims_in_stays_a_list_and_instances_append() -> None:
@@ -252,7 +253,7 @@ def test_jac_false_returns_zeros() -> None:
         assert torch.equal(log_det, torch.zeros(2))
 
 
-# --- construction, RNG, state (Appendix A/B/C) -----------------------------------------------
+# --- construction, RNG, state, as in FrEIA --------------------------------------------------
 
 
 def test_structure_state_and_rng_order() -> None:
@@ -332,7 +333,7 @@ def test_lipschitz_correction_dense() -> None:
     assert abs(norms[0] - 0.8) < 1e-3 and max(norms) <= 0.8 + 1e-3
     assert torch.equal(layer.layers[2].weight, small)  # already below the bound: untouched
     after = torch.randn(1)
-    torch.set_rng_state(state)  # Appendix B: randn(batchsize, in) per layer, in order
+    torch.set_rng_state(state)  # FrEIA's draws: randn(batchsize, in) per layer, in order
     for m in layer.layers:
         torch.randn(10, m.weight.shape[1], dtype=D)
     assert torch.equal(torch.randn(1), after)
@@ -387,7 +388,7 @@ def test_conv_norm_bound_bounds_the_padded_convolution() -> None:
     assert exact <= bound + 1e-12 and bound < 1.5 * exact
 
 
-# --- Appendix E: the i-ResNet scenario -------------------------------------------------------
+# --- the i-ResNet scenario of FrEIA's tests -------------------------------------------------
 
 
 def iresnet_chain(shape: Tuple[int, ...], cond: Optional[Tuple[int, ...]]) -> SequenceINN:

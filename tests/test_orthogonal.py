@@ -1,4 +1,5 @@
-"""Focused tests of OrthogonalTransform and HouseholderPerm (spec §6.6.1-2, App. A/B/C/E, D20)."""
+"""Focused tests of OrthogonalTransform and HouseholderPerm: FrEIA's state and draws, errors, the
+training scenario of FrEIA's tests, one matrix per sample for a conditional HouseholderPerm."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def explicit_product(V: Tensor) -> Tensor:
 
 
 def gram_schmidt_rows(R: Tensor) -> Tensor:
-    """Classical Gram-Schmidt on the rows, exactly as the spec writes it (a copy)."""
+    """Classical Gram-Schmidt on the rows, written out independently as a reference."""
     R = R.clone()
     R[0] = R[0] / R[0].norm()
     for i in range(1, R.shape[0]):
@@ -106,7 +107,7 @@ def test_orthogonal_forward_and_reverse_formulas() -> None:
 
 
 def test_orthogonal_has_no_condition_parameter() -> None:
-    """K3: FrEIA's forward(x, rev, jac) has no c, so frameworks never pass one."""
+    """FrEIA's forward(x, rev, jac) has no c, so frameworks never pass one."""
     assert list(inspect.signature(OrthogonalTransform.forward).parameters) == [
         "self", "x", "rev", "jac"
     ]

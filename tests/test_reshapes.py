@@ -1,4 +1,5 @@
-"""Focused tests of the reshaping blocks (spec §6.9, Appendix A/C/D, D12-D15, D26)."""
+"""Focused tests of the reshaping blocks: FrEIA's layouts and state, exact inverses, FrEIA's
+bugs fixed (upsampling shapes, in-place reverse, shape lists, ``view``), errors, signatures."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ SPACE_TO_DEPTH = [IRevNetDownsampling, IRevNetUpsampling, HaarDownsampling, Haar
 ALL = [*SPACE_TO_DEPTH, Flatten, Reshape]
 
 
-# --- Appendix D reference layouts ----------------------------------------------------------
+# --- reference layouts computed with FrEIA --------------------------------------------------
 
 
 def test_haar_wavelet_order_reference_values() -> None:
@@ -56,7 +57,7 @@ def test_irevnet_legacy_reference_values() -> None:
     assert y[0, :, 1, 1].tolist() == [10, 26, 11, 27, 14, 30, 15, 31]
 
 
-# --- upsampling = exact inverse, D12 -------------------------------------------------------
+# --- upsampling = exact inverse ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -71,7 +72,7 @@ def test_irevnet_legacy_reference_values() -> None:
 def test_upsampling_is_the_inverse_and_stores_its_real_input_shape(
     down: type, up: type, kwargs: dict
 ) -> None:
-    """D12: FrEIA stored the *output* shape in the upsampling's dims_in."""
+    """FrEIA stored the *output* shape in the upsampling's dims_in; here the input shape."""
     d = down([(3, 4, 6)], **kwargs)
     u = up([(12, 2, 3)], **kwargs)
     assert u.dims_in == [(12, 2, 3)]
@@ -97,7 +98,7 @@ def test_upsampling_is_the_inverse_and_stores_its_real_input_shape(
     ],
 )
 def test_state_dict_keys_shapes(cls: type, kwargs: dict, key: str) -> None:
-    """Appendix A: one frozen (4C, 1, 2, 2) parameter; the upsampling uses C' = C_in / 4."""
+    """FrEIA's state: one frozen (4C, 1, 2, 2) parameter; the upsampling uses C' = C_in / 4."""
     down = cls([(3, 4, 4)], **kwargs)
     up = {IRevNetDownsampling: IRevNetUpsampling, HaarDownsampling: HaarUpsampling}[cls]
     for module in (down, up([(12, 2, 2)], **kwargs)):
@@ -138,12 +139,12 @@ def test_haar_negative_rebalance_has_finite_log_det() -> None:
     assert torch.allclose(log_det, torch.full((2,), 4 * math.log(2.0)))
 
 
-# --- D13, D14, D15 -------------------------------------------------------------------------
+# --- FrEIA bugs fixed: in-place reverse, shape lists, view ---------------------------------
 
 
 @pytest.mark.parametrize("rev", [False, True])
 def test_haar_never_mutates_its_input(rev: bool) -> None:
-    """D13: FrEIA's Haar reverse multiplied the caller's tensor in place."""
+    """FrEIA's Haar reverse multiplied the caller's tensor in place; here it is left alone."""
     for module in (HaarDownsampling([(2, 4, 4)], rebalance=0.5), HaarUpsampling([(8, 2, 2)])):
         shape = module.dims_in[0] if not rev else module.output_dims(module.dims_in)[0]
         x = torch.randn(2, *shape)
@@ -153,7 +154,7 @@ def test_haar_never_mutates_its_input(rev: bool) -> None:
 
 
 def test_output_dims_are_lists_of_tuples() -> None:
-    """D14: FrEIA returned tuples, or echoed a user list as the shape."""
+    """FrEIA returned tuples, or echoed a user list as the shape; here lists of int tuples."""
     modules = [
         IRevNetDownsampling([(2, 4, 4)]),
         IRevNetUpsampling([(8, 2, 2)]),
@@ -170,7 +171,7 @@ def test_output_dims_are_lists_of_tuples() -> None:
 
 
 def test_flatten_and_reshape_accept_non_contiguous_input() -> None:
-    """D15: FrEIA's Flatten used ``.view``."""
+    """FrEIA's Flatten used ``.view``, which fails on non-contiguous inputs."""
     x = torch.randn(3, 4, 2).transpose(1, 2)  # (3, 2, 4), non-contiguous
     assert not x.is_contiguous()
     flatten = Flatten([(2, 4)])
@@ -198,7 +199,7 @@ def test_reshape_target_dim_is_a_deprecated_alias() -> None:
     assert module.output_dims([(6,)]) == [(2, 3)]
 
 
-# --- errors (Appendix C) and signatures (K3) -----------------------------------------------
+# --- errors and FrEIA's signatures ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("cls", [IRevNetDownsampling, HaarDownsampling])
@@ -246,7 +247,7 @@ def test_flatten_and_reshape_errors() -> None:
 
 @pytest.mark.parametrize("cls", ALL)
 def test_forward_signature_has_jac_before_rev(cls: type) -> None:
-    """K3: ``forward(x, c=None, jac=True, rev=False)``: ``m([x], None, True)`` is forward."""
+    """FrEIA's ``forward(x, c=None, jac=True, rev=False)``: ``m([x], None, True)`` is forward."""
     params = list(inspect.signature(cls.forward).parameters)
     assert params == ["self", "x", "c", "jac", "rev"]
 
