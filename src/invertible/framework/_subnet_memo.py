@@ -6,11 +6,12 @@ for the inversion, recorded with a graph, can stand in for the second one. Nothi
 block's structure: calls are matched by equal arguments, so a block whose subnet inputs differ
 simply runs its subnets twice.
 
-Why it is kept: it saves one of the five subnet evaluations of a block's training step. Measured
-on the benchmark workload W2 (``benchmarks/workloads.py``: 8 AllInOneBlocks on (64, 32, 32), 3x3 conv subnets with 64 hidden channels,
-batch 8, one thread, Adam), 50 alternating pairs of steps: without it a step takes 1.126 times
-as long (median; interquartile range 1.099-1.152). The price is one ``torch.equal`` per subnet
-call in the backward pass, a device synchronisation on a GPU.
+Why it is kept: it saves one of about five subnet evaluations of a block's training step.
+Measured on the benchmark workload W2 (``benchmarks/workloads.py``: 8 AllInOneBlocks on
+(64, 32, 32), 3x3 conv subnets with 64 hidden channels, batch 8; one thread, Adam), 50
+alternating pairs of steps: without it a step takes 1.126 times as long (median; interquartile
+range 1.099-1.152). The price is one ``torch.equal`` per subnet call in the backward pass, a
+device synchronisation on a GPU.
 """
 
 from __future__ import annotations

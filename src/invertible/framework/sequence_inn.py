@@ -66,14 +66,12 @@ class SequenceINN(InvertibleModule):
 
     _memory_efficient = False  # class default: also for objects unpickled from older versions
 
-    def __init__(
-        self, *dims: int, force_tuple_output: bool = False, memory_efficient: bool = False
-    ) -> None:
+    def __init__(self, *dims: int, force_tuple_output: bool = False,
+                 memory_efficient: bool = False) -> None:
         if len(dims) == 1 and not isinstance(dims[0], int) and hasattr(dims[0], "__len__"):
-            raise TypeError(
-                f"SequenceINN takes the input shape as separate ints, e.g. SequenceINN(*shape) "
-                f"or SequenceINN(3, 32, 32); got the single argument {dims[0]!r}."
-            )
+            raise TypeError(f"SequenceINN takes the input shape as separate ints, e.g. "
+                            f"SequenceINN(*shape) or SequenceINN(3, 32, 32); got the single "
+                            f"argument {dims[0]!r}.")
         super().__init__([dims])
         self.shapes: List[Shape] = [self.dims_in[0]]
         self.conditions: List[Optional[int]] = []
@@ -97,13 +95,8 @@ class SequenceINN(InvertibleModule):
         check_blocks("SequenceINN", [(f"module {i} ({type(m).__name__})", m)
                                      for i, m in enumerate(self.module_list)])
 
-    def append(
-        self,
-        module_class: Any,
-        cond: Optional[int] = None,
-        cond_shape: Optional[Sequence[int]] = None,
-        **kwargs: Any,
-    ) -> None:
+    def append(self, module_class: Any, cond: Optional[int] = None,
+               cond_shape: Optional[Sequence[int]] = None, **kwargs: Any) -> None:
         """Add a block built as ``module_class([shapes[-1]], **kwargs)``, or an instance.
 
         Args:
@@ -121,22 +114,18 @@ class SequenceINN(InvertibleModule):
         if isinstance(module_class, InvertibleModule):
             module = module_class
             if kwargs:
-                raise ValueError(
-                    f"You passed an instance of {name} to SequenceINN.append, but also "
-                    f"constructor arguments {sorted(kwargs)}; give one or the other."
-                )
+                raise ValueError(f"You passed an instance of {name} to SequenceINN.append, but "
+                                 f"also constructor arguments {sorted(kwargs)}; give one or the "
+                                 f"other.")
             if list_of_int_tuples(module.dims_in) != dims_in:
-                raise ValueError(
-                    f"You passed an instance of {name} with dims_in {module.dims_in}, but the "
-                    f"previous layer's output shape is {dims_in}."
-                )
+                raise ValueError(f"You passed an instance of {name} with dims_in {module.dims_in}, "
+                                 f"but the previous layer's output shape is {dims_in}.")
+        elif isinstance(module_class, nn.Module) or (
+                isinstance(module_class, type) and not issubclass(module_class, InvertibleModule)):
+            raise TypeError(f"SequenceINN.append takes an InvertibleModule class, a factory "
+                            f"returning one, or an InvertibleModule instance; got {name}, which is "
+                            f"not invertible.")
         else:
-            if isinstance(module_class, nn.Module) or (
-                    isinstance(module_class, type) and not issubclass(module_class, InvertibleModule)):
-                raise TypeError(
-                    f"SequenceINN.append takes an InvertibleModule class, a factory returning "
-                    f"one, or an InvertibleModule instance; got {name}, which is not invertible."
-                )
             if cond is not None:
                 kwargs["dims_c"] = [_condition_shape(name, cond, cond_shape)]
             module = module_class(dims_in, **kwargs)
@@ -147,21 +136,15 @@ class SequenceINN(InvertibleModule):
         if self._memory_efficient:
             check_blocks("SequenceINN", [(f"the appended {type(module).__name__}", module)])
         if len(out) != 1:
-            raise ValueError(
-                f"Module of type {type(module).__name__} has more than one output: {out}; "
-                f"a SequenceINN needs single-output modules (use a GraphINN)."
-            )
+            raise ValueError(f"Module of type {type(module).__name__} has more than one output: "
+                             f"{out}; a SequenceINN needs single-output modules (use a GraphINN).")
         self.module_list.append(module)
         self.shapes.append(out[0])
         self.conditions.append(cond)
 
     def forward(  # type: ignore[override]  # FrEIA's chain returns a bare tensor by default
-        self,
-        x_or_z: Union[Tensor, Sequence[Tensor]],
-        c: Conditions = None,
-        rev: bool = False,
-        jac: bool = True,
-    ) -> Tuple[Union[Tensor, Tuple[Tensor, ...]], Tensor]:
+            self, x_or_z: Union[Tensor, Sequence[Tensor]], c: Conditions = None, rev: bool = False,
+            jac: bool = True) -> Tuple[Union[Tensor, Tuple[Tensor, ...]], Tensor]:
         """Run the chain forwards, or backwards with ``rev=True``.
 
         Args:
@@ -207,11 +190,9 @@ class SequenceINN(InvertibleModule):
                            [x] if isinstance(x, Tensor) else x, [shape], floating=False)
         cs: Tuple[Tensor, ...] = () if c is None else (c,) if isinstance(c, Tensor) else tuple(c)
         if len(self.module_list) != len(self.conditions):
-            raise ValueError(
-                f"SequenceINN holds {len(self.module_list)} modules but {len(self.conditions)} "
-                f"condition entries: module_list was changed directly; add modules with "
-                f"append() and replace them with inn[i] = module."
-            )
+            raise ValueError(f"SequenceINN holds {len(self.module_list)} modules but "
+                             f"{len(self.conditions)} condition entries: module_list was changed "
+                             f"directly; add modules with append(), replace them with inn[i] = m.")
         needed = max([-1] + [k for k in self.conditions if k is not None])
         if needed >= len(cs) or (cs and needed < 0):
             raise ValueError(
@@ -227,16 +208,12 @@ class SequenceINN(InvertibleModule):
         if input_dims is None:
             return [self.shapes[-1]]
         if not self.force_tuple_output:
-            raise ValueError(
-                "You can only call output_dims on a SequenceINN when setting "
-                "force_tuple_output=True."
-            )
+            raise ValueError("You can only call output_dims on a SequenceINN when setting "
+                             "force_tuple_output=True.")
         bare = all(isinstance(d, int) for d in input_dims)  # the shape itself, not a list
         if list_of_int_tuples([input_dims] if bare else input_dims) != self.dims_in:
-            raise ValueError(
-                f"Passed input shapes {input_dims} do not match the SequenceINN's input shape "
-                f"{self.dims_in}."
-            )
+            raise ValueError(f"Passed input shapes {input_dims} do not match the SequenceINN's "
+                             f"input shape {self.dims_in}.")
         return [self.shapes[-1]]
 
     def __len__(self) -> int:
@@ -270,9 +247,8 @@ class SequenceINN(InvertibleModule):
     def __setitem__(self, key: int, new_module: InvertibleModule) -> None:
         """Replace module ``key`` with a module of the same input, output and condition shapes."""
         if isinstance(key, slice):
-            raise NotImplementedError(
-                "Setting sequence_inn[...] with slices as index is not supported."
-            )
+            raise NotImplementedError("Setting sequence_inn[...] with slices as index is not "
+                                      "supported.")
         old = self.module_list[key]
         name = type(new_module).__name__
         for what, new, was in (("input", new_module.dims_in, old.dims_in),
@@ -290,15 +266,11 @@ class SequenceINN(InvertibleModule):
 def _condition_shape(name: str, cond: int, cond_shape: Any) -> Shape:
     """``cond_shape`` as a tuple of ints; a ``TypeError`` naming the expected form otherwise."""
     if cond_shape is None:
-        raise ValueError(
-            f"SequenceINN.append({name}, cond={cond}) needs cond_shape, the shape of that "
-            f"condition (batch excluded), e.g. cond_shape=(10,)."
-        )
+        raise ValueError(f"SequenceINN.append({name}, cond={cond}) needs cond_shape, the shape of "
+                         f"that condition (batch excluded), e.g. cond_shape=(10,).")
     try:
         return tuple(int(d) for d in cond_shape)
     except TypeError:
-        raise TypeError(
-            f"SequenceINN.append({name}, cond={cond}): cond_shape must be the condition's shape "
-            f"as a tuple of ints (batch excluded), e.g. cond_shape=({cond_shape!r},); got "
-            f"{cond_shape!r}."
-        ) from None
+        raise TypeError(f"SequenceINN.append({name}, cond={cond}): cond_shape must be the "
+                        f"condition's shape as a tuple of ints (batch excluded), e.g. "
+                        f"cond_shape=({cond_shape!r},); got {cond_shape!r}.") from None

@@ -18,14 +18,7 @@ from .._memory import check_blocks, run_by_inversion
 from ._pickling import flat_node_states, nodes_from_states
 from ._plan import Plan, Shape, Step, build_plan
 from ._topology import check_membership, topological_order
-from .nodes import (
-    AbstractNode,
-    ConditionNode,
-    FeedForwardNode,
-    InputNode,
-    NodeResult,
-    OutputNode,
-)
+from .nodes import AbstractNode, ConditionNode, FeedForwardNode, InputNode, NodeResult, OutputNode
 
 __all__ = ["GraphINN", "topological_order"]
 
@@ -82,14 +75,11 @@ class GraphINN(InvertibleModule):
 
     _memory_efficient = False  # class default: also for objects unpickled from older versions
 
-    def __init__(
-        self, node_list: Sequence[AbstractNode], force_tuple_output: bool = False,
-        verbose: bool = False, memory_efficient: bool = False,
-    ) -> None:
+    def __init__(self, node_list: Sequence[AbstractNode], force_tuple_output: bool = False,
+                 verbose: bool = False, memory_efficient: bool = False) -> None:
         nodes = list(node_list)
-        for node in nodes:
-            if not isinstance(node, AbstractNode):
-                raise TypeError(f"GraphINN: node_list holds {node!r}, which is not a node.")
+        for node in (n for n in nodes if not isinstance(n, AbstractNode)):
+            raise TypeError(f"GraphINN: node_list holds {node!r}, which is not a node.")
         if len(set(nodes)) != len(nodes):
             twice = sorted({repr(n) for n in nodes if nodes.count(n) > 1})
             raise ValueError(f"GraphINN: node_list holds nodes more than once: {twice}.")
@@ -133,10 +123,9 @@ class GraphINN(InvertibleModule):
 
     def _check_invertible(self) -> None:
         """``ValueError`` naming the first node that cannot be recomputed by inversion."""
-        check_blocks("GraphINN", [(f"{s.node!r} ({type(self.module_list[s.module_index]).__name__})",
-                                   self.module_list[s.module_index])
-                                  for s in self._plan_fwd.steps
-                                  if not isinstance(s.node, FeedForwardNode)])
+        modules = [(s.node, self.module_list[s.module_index]) for s in self._plan_fwd.steps
+                   if not isinstance(s.node, FeedForwardNode)]
+        check_blocks("GraphINN", [(f"{n!r} ({type(m).__name__})", m) for n, m in modules])
 
     @property
     def node_list(self) -> List[AbstractNode]:
@@ -146,20 +135,13 @@ class GraphINN(InvertibleModule):
     def output_dims(self, input_dims: Optional[List[Shape]] = None) -> List[Shape]:
         """The output shapes (``input_dims`` is ignored); only for tuple-returning graphs."""
         if len(self.global_out_shapes) == 1 and not self.force_tuple_output:
-            raise ValueError(
-                "You can only call output_dims on a GraphINN with more than one output or when "
-                "setting force_tuple_output=True."
-            )
+            raise ValueError("You can only call output_dims on a GraphINN with more than one "
+                             "output or when setting force_tuple_output=True.")
         return list(self.global_out_shapes)
 
     def forward(
-        self,
-        x_or_z: Optional[Tensors] = None,
-        c: Optional[Union[Tensor, Sequence[Any]]] = None,
-        rev: bool = False,
-        jac: bool = True,
-        intermediate_outputs: bool = False,
-        x: Optional[Tensors] = None,
+            self, x_or_z: Optional[Tensors] = None, c: Optional[Tensors] = None, rev: bool = False,
+            jac: bool = True, intermediate_outputs: bool = False, x: Optional[Tensors] = None,
     ) -> Tuple[Any, Any]:
         """Run the graph forwards (``x -> z``) or in reverse (``z -> x``, ``rev=True``).
 
@@ -214,18 +196,15 @@ class GraphINN(InvertibleModule):
         """The checks the first nodes cannot make: the numbers of inputs and conditions, and,
         forwards, each input's type, rank and channel count against its InputNode."""
         if len(xs) != len(plan.start_nodes) or not xs:
-            kind = "OutputNode" if rev else "InputNode"
             raise ValueError(
                 f"GraphINN: Got {len(xs)} inputs, but expected {len(plan.start_nodes)}. Pass one "
-                f"tensor per {kind}, in node_list order "
-                f"({', '.join(repr(n.name) for n in plan.start_nodes)})."
-            )
+                f"tensor per {'Output' if rev else 'Input'}Node, in node_list order "
+                f"{[n.name for n in plan.start_nodes]}.")
         if len(cs) != len(self.condition_nodes):
             raise ValueError(
                 f"GraphINN: Got {len(cs)} conditions, but expected {len(self.condition_nodes)}. "
-                f"Pass c=[...] with one value per ConditionNode "
-                f"{[n.name for n in self.condition_nodes]}, in node_list order."
-            )
+                f"Pass one per ConditionNode, in node_list order "
+                f"{[n.name for n in self.condition_nodes]}.")
         for node, shape, value in zip(plan.start_nodes, plan.start_shapes, xs):
             if not isinstance(value, Tensor) or not rev:
                 check_tensors("GraphINN", f"the tensor for {node!r}", [value], [shape],
@@ -240,9 +219,8 @@ class GraphINN(InvertibleModule):
         try:
             return step.node._run(module, inputs, conditions, rev, jac)
         except Exception as error:
-            raise RuntimeError(
-                f"{step.node} encountered an error: {type(error).__name__}: {error}"
-            ) from error
+            raise RuntimeError(f"{step.node} encountered an error: {type(error).__name__}: "
+                               f"{error}") from error
 
     def _forward_by_inversion(self, plan: Plan, slots: List[Any], rev: bool, jac: bool,
                               intermediate_outputs: bool) -> Tuple[Tuple[Tensor, ...], Tensor]:
@@ -250,18 +228,15 @@ class GraphINN(InvertibleModule):
         the feed-forward nodes (condition embeddings) run first with ordinary autograd, and their
         outputs enter the Function as conditions."""
         if intermediate_outputs:
-            raise ValueError(
-                "GraphINN(memory_efficient=True) keeps no intermediate values, so it cannot "
-                "return them (intermediate_outputs=True); set memory_efficient=False or run "
-                "under torch.no_grad()."
-            )
+            raise ValueError("GraphINN(memory_efficient=True) keeps no intermediate values, so it "
+                             "cannot return them (intermediate_outputs=True); set "
+                             "memory_efficient=False or run under torch.no_grad().")
         self._check_invertible()  # train/eval modes may have changed
         steps = []
         for step in plan.steps:
             if isinstance(step.node, FeedForwardNode):
-                out, _ = self._run_node(step, (), tuple(slots[s] for s in step.cond_slots), rev,
-                                        jac)
-                slots[step.out_slots[0]] = out[0]
+                conds = tuple(slots[s] for s in step.cond_slots)
+                slots[step.out_slots[0]] = self._run_node(step, (), conds, rev, jac)[0][0]
             else:
                 steps.append(step)
         cond_slots = list(dict.fromkeys(s for step in steps for s in step.cond_slots))
@@ -281,10 +256,8 @@ class GraphINN(InvertibleModule):
         node = self.get_node_by_name(name)
         return None if node is None else node.module
 
-    def log_jacobian_numerical(
-        self, x: Tensors, c: Optional[Union[Tensor, Sequence[Any]]] = None, rev: bool = False,
-        h: float = 1e-4,
-    ) -> Tensor:
+    def log_jacobian_numerical(self, x: Tensors, c: Optional[Tensors] = None, rev: bool = False,
+                               h: float = 1e-4) -> Tensor:
         """``log|det J|`` per sample from central finite differences with step ``h``."""
         xs = _as_tuple(x, "x")
         batch, sizes = xs[0].shape[0], [t[0].numel() for t in xs]

@@ -26,6 +26,8 @@ __all__ = [
 
 Shape = Tuple[int, ...]
 Connection = Tuple["AbstractNode", int]
+Built = Tuple[Optional[nn.Module], List[Shape]]  # a node's module and its output shapes
+Values = Optional[Sequence[Any]]
 #: What a node returns: its output values and its ``(batch,)`` log-det (``None``: none).
 NodeResult = Tuple[Tuple[Any, ...], Optional[Tensor]]
 
@@ -47,23 +49,16 @@ def parse_flexible_inputs(inputs: object) -> List[Connection]:
     if isinstance(inputs, AbstractNode):
         return [(inputs, 0)]
     if not isinstance(inputs, (list, tuple)):
-        raise TypeError(
-            f"Received object of invalid type ({type(inputs).__name__}) as input: {inputs!r}. "
-            f"Expected a node, a connection (node, index) or a list of them."
-        )
-    items = [tuple(inputs)] if len(inputs) == 2 and _is_int(inputs[1]) else inputs
+        raise TypeError(f"Received object of invalid type ({type(inputs).__name__}) as input: "
+                        f"{inputs!r}. Expected a node, a connection (node, index) or a list.")
     connections: List[Connection] = []
-    for item in items:
-        if isinstance(item, AbstractNode):
-            connections.append((item, 0))
-        elif (isinstance(item, (list, tuple)) and len(item) == 2
-              and isinstance(item[0], AbstractNode) and _is_int(item[1])):
-            connections.append((item[0], int(item[1])))
-        else:
-            raise ValueError(
-                f"Cannot parse {item!r} in the inputs {inputs!r}: each entry must be a node or a "
-                f"connection (node, output_index) such as node.out0."
-            )
+    for item in [tuple(inputs)] if len(inputs) == 2 and _is_int(inputs[1]) else inputs:
+        item = (item, 0) if isinstance(item, AbstractNode) else item
+        if not (isinstance(item, (list, tuple)) and len(item) == 2
+                and isinstance(item[0], AbstractNode) and _is_int(item[1])):
+            raise ValueError(f"Cannot parse {item!r} in the inputs {inputs!r}: each entry must be "
+                             f"a node or a connection (node, output_index) such as node.out0.")
+        connections.append((item[0], int(item[1])))
     return connections
 
 
@@ -87,32 +82,22 @@ class AbstractNode:
     #: Why this node's outputs cannot feed another node's inputs (``None``: they can).
     _not_consumable: Optional[str] = None
 
-    def __init__(
-        self,
-        inputs: object,
-        module_type: object,
-        module_args: Optional[Dict[str, Any]] = None,
-        conditions: object = None,
-        name: Optional[str] = None,
-    ) -> None:
+    def __init__(self, inputs: object, module_type: Any, module_args: Optional[Dict] = None,
+                 conditions: object = None, name: Optional[str] = None) -> None:
         self.name = name if name else hex(id(self))[-6:]
         self.inputs = parse_flexible_inputs(inputs)
         self.conditions = [] if conditions is None else parse_flexible_inputs(conditions)
-        seen = set()
-        for pred, index in self.inputs:  # checked before the module is built
+        for k, (pred, index) in enumerate(self.inputs):  # all checked before any is consumed
             pred._check_consumable(index)
-            if (id(pred), index) in seen:
+            if (pred, index) in self.inputs[:k]:
                 raise ValueError(f"Output {index} of node {pred} is already consumed.")
-            seen.add((id(pred), index))
         self.input_dims = [self._dims_of(conn, "input") for conn in self.inputs]
         self.condition_dims = [self._dims_of(conn, "condition") for conn in self.conditions]
         self.module_type = module_type
         self.module_args = module_args
         if isinstance(module_type, nn.Module) and module_args is not None:
-            raise ValueError(
-                f"You passed an instance of {type(module_type).__name__} to {self!r}, but also "
-                f"provided arguments to its constructor: {module_args!r}."
-            )
+            raise ValueError(f"You passed an instance of {type(module_type).__name__} to {self!r}, "
+                             f"but also provided arguments to its constructor: {module_args!r}.")
         self.module, output_dims = self.build_module(self.condition_dims, self.input_dims)
         if isinstance(module_type, nn.Module):
             self.module_type = type(module_type)
@@ -130,28 +115,21 @@ class AbstractNode:
         if self._not_consumable:
             raise TypeError(f"{self!r}: {self._not_consumable}")
         if not 0 <= index < len(self.outputs):
-            raise InvertibleIndexError(
-                f"Output index {index} is out of range: {self} has {len(self.outputs)} outputs."
-            )
+            raise InvertibleIndexError(f"Output index {index} is out of range: {self} has "
+                                       f"{len(self.outputs)} outputs.")
         if self.outputs[index] is not None:
-            raise ValueError(
-                f"Output {index} of node {self} is already consumed by {self.outputs[index]}: "
-                f"every output feeds exactly one node."
-            )
+            raise ValueError(f"Output {index} of node {self} is already consumed by "
+                             f"{self.outputs[index]}: every output feeds exactly one node.")
 
     def _dims_of(self, connection: Connection, kind: str) -> Shape:
         """The shape carried by ``connection``; a clear error for an out-of-range index."""
         pred, index = connection
         if not 0 <= index < len(pred.output_dims):
-            raise InvertibleIndexError(
-                f"{self.__class__.__name__} {self.name!r}: {kind} ({pred!r}, {index}) refers to "
-                f"output {index}, but {pred} has {len(pred.output_dims)} outputs."
-            )
+            raise InvertibleIndexError(f"{self!r}: {kind} ({pred!r}, {index}) refers to output "
+                                       f"{index}, but {pred} has {len(pred.output_dims)} outputs.")
         return pred.output_dims[index]
 
-    def build_module(
-        self, condition_shapes: List[Shape], input_shapes: List[Shape]
-    ) -> Tuple[Optional[nn.Module], List[Shape]]:
+    def build_module(self, condition_shapes: List[Shape], input_shapes: List[Shape]) -> Built:
         """Build the module; return it with its output shapes. Implemented by subclasses."""
         raise NotImplementedError(f"{self.__class__.__name__} does not implement build_module.")
 
@@ -168,17 +146,13 @@ class AbstractNode:
         """The value-table keys of this node's conditions in a reverse pass."""
         return [cond.rev_input(index) for cond, index in self.conditions]
 
-    def forward(
-        self, x_or_z: Sequence[Tensor], c: Optional[Sequence[Any]] = None, rev: bool = False,
-        jac: bool = True,
-    ) -> NodeResult:
+    def forward(self, x_or_z: Sequence[Tensor], c: Values = None, rev: bool = False,
+                jac: bool = True) -> NodeResult:
         """Run this node's module on ``x_or_z`` and validate what it returns."""
         return self._run(self.module, x_or_z, c, rev, jac)
 
-    def _run(
-        self, module: Optional[nn.Module], x_or_z: Sequence[Tensor], c: Optional[Sequence[Any]],
-        rev: bool, jac: bool,
-    ) -> NodeResult:
+    def _run(self, module: Optional[nn.Module], x_or_z: Sequence[Tensor], c: Values, rev: bool,
+             jac: bool) -> NodeResult:
         """Run ``module`` (this node's module, or its replica under ``DataParallel``)."""
         raise NotImplementedError(f"{self.__class__.__name__} cannot be executed.")
 
@@ -207,24 +181,18 @@ class Node(AbstractNode):
     is and must have ``dims_in == input_dims``.
     """
 
-    def build_module(
-        self, condition_shapes: List[Shape], input_shapes: List[Shape]
-    ) -> Tuple[Optional[nn.Module], List[Shape]]:
+    def build_module(self, condition_shapes: List[Shape], input_shapes: List[Shape]) -> Built:
         """Build (or check) the module and infer its output shapes."""
         module_type, name = self.module_type, _type_name(self.module_type)
         if isinstance(module_type, InvertibleModule):
             module = module_type
             if list_of_int_tuples(module.dims_in, "dims_in") != input_shapes:
-                raise ValueError(
-                    f"{name} instance given to {self!r} has dims_in={module.dims_in}, but the "
-                    f"node's inputs have shapes {input_shapes}."
-                )
+                raise ValueError(f"{name} instance given to {self!r} has dims_in={module.dims_in}, "
+                                 f"but the node's inputs have shapes {input_shapes}.")
         elif (isinstance(module_type, nn.Module) or not callable(module_type) or (
                 isinstance(module_type, type) and not issubclass(module_type, InvertibleModule))):
-            raise TypeError(
-                f"{self!r}: module_type must be an InvertibleModule class, a factory returning "
-                f"one, or an InvertibleModule instance; got {module_type!r}."
-            )
+            raise TypeError(f"{self!r}: module_type must be an InvertibleModule class, a factory "
+                            f"returning one, or an InvertibleModule instance; got {module_type!r}.")
         else:
             args = {} if self.module_args is None else dict(self.module_args)
             if condition_shapes:
@@ -235,22 +203,20 @@ class Node(AbstractNode):
                                 f"{type(module).__name__}, not an InvertibleModule.")
         return module, module.output_dims(list(input_shapes))
 
-    def _run(
-        self, module: Optional[nn.Module], x_or_z: Sequence[Tensor], c: Optional[Sequence[Any]],
-        rev: bool, jac: bool,
-    ) -> NodeResult:
+    def _run(self, module: Optional[nn.Module], x_or_z: Sequence[Tensor], c: Values, rev: bool,
+             jac: bool) -> NodeResult:
         """Call the module with FrEIA's convention, then check and normalise its result."""
-        result = call_module(module, tuple(x_or_z), tuple(c) if self.conditions else None,  # type: ignore[arg-type]
-                             rev, jac)
-        expected = len(self.inputs) if rev else len(self.output_dims)
-        who = self._label
-        if isinstance(result, Tensor) or not isinstance(result, (tuple, list)):
-            raise ValueError(
-                f"{who} returned {type(result).__name__} instead of a tuple (outputs, log_det).")
+        assert module is not None
+        conditions = tuple(c or ()) if self.conditions else None
+        result = call_module(module, tuple(x_or_z), conditions, rev, jac)
+        expected, who = len(self.inputs) if rev else len(self.output_dims), self._label
+        if not isinstance(result, (tuple, list)) or isinstance(result, Tensor):
+            raise ValueError(f"{who} returned {type(result).__name__} instead of a tuple "
+                             f"(outputs, log_det).")
         if len(result) != 2:
             raise ValueError(f"{who} returned {len(result)} values instead of (outputs, log_det).")
         outputs, log_det = result
-        if isinstance(outputs, Tensor) or not isinstance(outputs, (tuple, list)):
+        if not isinstance(outputs, (tuple, list)) or isinstance(outputs, Tensor):
             raise ValueError(f"{who} returned {type(outputs).__name__} as outputs instead of a "
                              f"tuple or list of tensors.")
         if len(outputs) != expected:
@@ -258,8 +224,8 @@ class Node(AbstractNode):
                              f"expected {expected}.")
         if jac and log_det is None:
             raise ValueError(f"{who} returned a non-tensor as Jacobian: None (with jac=True).")
-        like = outputs[0] if len(outputs) else x_or_z[0]
-        return tuple(outputs), normalise_log_det(log_det, like, who, jac)
+        return tuple(outputs), normalise_log_det(log_det, outputs[0] if len(outputs) else x_or_z[0],
+                                                 who, jac)
 
 
 class _ShapeNode(AbstractNode):
@@ -267,16 +233,13 @@ class _ShapeNode(AbstractNode):
 
     def __init__(self, *dims: int, name: Optional[str] = None) -> None:
         if len(dims) == 0:
-            raise ValueError(
-                f"{self.__class__.__name__} got empty shape as input. Give the shape as "
-                f"separate ints (batch excluded), e.g. {self.__class__.__name__}(3, 32, 32)."
-            )
+            kind = type(self).__name__
+            raise ValueError(f"{kind} got empty shape as input. Give the shape as separate ints "
+                             f"(batch excluded), e.g. {kind}(3, 32, 32).")
         self.dims = dims
         super().__init__([], None, {}, name=name)
 
-    def build_module(
-        self, condition_shapes: List[Shape], input_shapes: List[Shape]
-    ) -> Tuple[Optional[nn.Module], List[Shape]]:
+    def build_module(self, condition_shapes: List[Shape], input_shapes: List[Shape]) -> Built:
         """No module; one output of shape ``dims``."""
         if len(condition_shapes) > 0:
             raise ValueError(f"{self.__class__.__name__} cannot be conditioned.")
@@ -302,17 +265,13 @@ class OutputNode(AbstractNode):
     def __init__(self, in_node: object, name: Optional[str] = None) -> None:
         super().__init__(in_node, None, {}, name=name)
 
-    def build_module(
-        self, condition_shapes: List[Shape], input_shapes: List[Shape]
-    ) -> Tuple[Optional[nn.Module], List[Shape]]:
+    def build_module(self, condition_shapes: List[Shape], input_shapes: List[Shape]) -> Built:
         """No module and no outputs; exactly one input."""
         if len(condition_shapes) > 0:
             raise ValueError("OutputNode cannot be conditioned.")
         if len(input_shapes) != 1:
-            raise ValueError(
-                f"Output node received {len(input_shapes)} inputs, but only single input is "
-                f"allowed."
-            )
+            raise ValueError(f"Output node received {len(input_shapes)} inputs, but only single "
+                             f"input is allowed.")
         return None, []
 
     def rev_input(self, index: int) -> Tuple[AbstractNode, int]:
@@ -338,31 +297,21 @@ class FeedForwardNode(AbstractNode):
 
     _not_consumable = "it is a FeedForwardNode: its output can only be used as a condition."
 
-    def __init__(
-        self,
-        conditions: object,
-        output_dims: Sequence[int],
-        module_type: object,
-        module_args: Optional[Dict[str, Any]] = None,
-        name: Optional[str] = None,
-    ) -> None:
+    def __init__(self, conditions: object, output_dims: Sequence[int], module_type: Any,
+                 module_args: Optional[Dict[str, Any]] = None, name: Optional[str] = None) -> None:
         self.module_output_dims = list_of_int_tuples([output_dims], "output_dims")[0]
         super().__init__([], module_type, module_args, conditions=conditions, name=name)
         self._invertible = isinstance(self.module, InvertibleModule)
 
-    def build_module(
-        self, condition_shapes: List[Shape], input_shapes: List[Shape]
-    ) -> Tuple[Optional[nn.Module], List[Shape]]:
+    def build_module(self, condition_shapes: List[Shape], input_shapes: List[Shape]) -> Built:
         """Build (or take) the module; its single output has ``module_output_dims``."""
         module = self.module_type
         if not isinstance(module, nn.Module):
-            module = module(**({} if self.module_args is None else self.module_args))  # type: ignore[operator]
+            module = module(**({} if self.module_args is None else self.module_args))
         return module, [self.module_output_dims]
 
-    def _run(
-        self, module: Optional[nn.Module], x_or_z: Sequence[Tensor], c: Optional[Sequence[Any]],
-        rev: bool, jac: bool,
-    ) -> NodeResult:
+    def _run(self, module: Optional[nn.Module], x_or_z: Sequence[Tensor], c: Values, rev: bool,
+             jac: bool) -> NodeResult:
         """Always the forward sense; no log-det."""
         conds = () if c is None else tuple(c)
         assert module is not None
