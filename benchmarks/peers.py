@@ -45,6 +45,14 @@ from fixed standard-normal latents under ``no_grad`` (no log-det where the libra
 Every model is checked before timing: a round trip x -> z -> x, and the log-det implied by its
 ``log_prob`` against ``slogdet`` of the autograd Jacobian of x -> z on a few points.
 
+A **floor** column times the subnets alone, called as the flows call them (see ``floor_ops``):
+no flow can be faster, so ``inv/floor`` is invertible's whole overhead, and a target below the
+fastest peer is reachable only where that peer's overhead over the floor is large enough.
+
+``--profile`` prints, per library, where a training step's self CPU time goes: inside the
+subnets or outside them (coupling arithmetic, copies, permutations, loss, autograd bookkeeping,
+optimizer), and the top ops (see profiles.py).
+
 Timing: all libraries in one process, alternated within every repeat (order reversed on every
 other repeat), each sample a burst of about ``--target`` seconds; the clock is the thread's CPU
 time by default (one torch thread: all work runs on the calling thread; time spent waiting while
@@ -76,8 +84,10 @@ __all__ = ["LIBRARIES", "Model", "build", "main", "summarise", "verify"]
 HERE = Path(__file__).resolve().parent
 PEERS = ("zuko", "nflows", "normflows")
 OPS = ("train", "score", "inverse")
+FLOOR = "floor"
 LR = 1e-5
 LAST_LAYER_SCALE = 0.1
+SUBNET_TAG = "_is_bench_subnet"  # the same name as profiles.SUBNET_TAG
 Samples = Dict[Tuple[str, str], List[float]]
 
 
@@ -272,7 +282,8 @@ def build(lib: str, arch: str, dim: int, hidden: int, blocks: int) -> Model:
 
 
 def shrink_last_layers(module: nn.Module, factor: float) -> int:
-    """Scale weight and bias of the last layer of every ``Sequential`` subnet; how many.
+    """Scale weight and bias of the last layer of every ``Sequential`` subnet (and tag it for
+    the profiler); returns how many.
 
     With torch's default initialisation 16 stacked affine couplings are far from the identity:
     normflows' unclamped GLOW flow overflows to NaN, and the clamped ones reach 1e4 (invertible)
@@ -287,6 +298,7 @@ def shrink_last_layers(module: nn.Module, factor: float) -> int:
             if isinstance(getattr(last, "weight", None), nn.Parameter):
                 last.weight.mul_(factor)
                 last.bias.mul_(factor)
+                setattr(sub, SUBNET_TAG, True)  # lets --profile label subnet calls
                 count += 1
     return count
 
@@ -357,19 +369,21 @@ def quartiles(values: Sequence[float]) -> Tuple[float, float]:
 
 
 def summarise(samples: Samples, libs: Sequence[str]) -> Dict[str, Any]:
-    """Per op: every library's median/IQR (ms) and invertible over each peer, paired."""
+    """Per op: every library's (and the floor's) median/IQR in ms, and invertible over each
+    of the others, paired; the fastest peer is the one with the smallest median."""
     out: Dict[str, Any] = {}
     for op in OPS:
         times = {lib: quartiles([s * 1e3 for s in samples[(lib, op)]]) for lib in libs
                  if (lib, op) in samples}
         entry: Dict[str, Any] = {"ms": {lib: {"median": m, "iqr": q} for lib, (m, q)
                                         in times.items()}}
-        peers = [lib for lib in times if lib != "invertible"]
+        others = [lib for lib in times if lib != "invertible"]
+        for other in others if "invertible" in times else []:
+            med, iqr = quartiles([a / b for a, b in zip(samples[("invertible", op)],
+                                                        samples[(other, op)])])
+            entry[f"invertible/{other}"] = {"median": med, "iqr": iqr}
+        peers = [lib for lib in others if lib != FLOOR]
         if "invertible" in times and peers:
-            inv = samples[("invertible", op)]
-            for peer in peers:
-                med, iqr = quartiles([a / b for a, b in zip(inv, samples[(peer, op)])])
-                entry[f"invertible/{peer}"] = {"median": med, "iqr": iqr}
             fastest = min(peers, key=lambda p: times[p][0])
             entry["fastest_peer"] = fastest
             entry["invertible/fastest"] = entry[f"invertible/{fastest}"]
@@ -377,8 +391,29 @@ def summarise(samples: Samples, libs: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
+def floor_ops(arch: str, dim: int, hidden: int, blocks: int, batch: int
+              ) -> Dict[str, Callable[[], object]]:
+    """The subnets alone, called as every library's flow calls them: the physical limit.
+
+    One subnet per affine coupling, two per GLOW pair, each on a ``(batch, dim/2)`` input (all
+    but the first of which require grad in training, as in a flow) returning ``(batch, dim)``;
+    training back-propagates fixed output gradients and takes the same Adam step.
+    """
+    from measure import Call
+    from measure import floor_ops as subnet_floor
+
+    torch.manual_seed(0)
+    count = blocks * (1 if arch == "affine" else 2)
+    nets = [dense(dim // 2, dim, hidden) for _ in range(count)]
+    for net in nets:
+        shrink_last_layers(net, LAST_LAYER_SCALE)
+    calls = [Call(k, (batch, dim // 2), k > 0, (batch, dim)) for k in range(count)]
+    return subnet_floor(nets, calls, calls, torch.device("cpu"))
+
+
 def format_rows(arch: str, summary: Dict[str, Any], libs: Sequence[str]) -> List[str]:
-    """Table rows: median ms (IQR) per library, fastest peer, invertible / fastest (IQR)."""
+    """Table rows: median ms (IQR) per library and the floor, the fastest peer, invertible /
+    fastest peer (IQR), invertible / floor."""
     rows = []
     for op, entry in summary.items():
         cells = [f"{entry['ms'][lib]['median']:8.2f} ({entry['ms'][lib]['iqr']:5.2f})"
@@ -386,8 +421,23 @@ def format_rows(arch: str, summary: Dict[str, Any], libs: Sequence[str]) -> List
         ratio = entry.get("invertible/fastest")
         tail = (f"{entry['fastest_peer']:>10} {ratio['median']:6.3f} ({ratio['iqr']:.3f})"
                 if ratio else "")
+        if f"invertible/{FLOOR}" in entry:
+            tail += f" {entry[f'invertible/{FLOOR}']['median']:8.3f}"
         rows.append(f"{arch:<7}{op:<8}" + " ".join(cells) + "  " + tail)
     return rows
+
+
+def profile_train(arch: str, impls: Dict[str, Dict[str, Callable[[], object]]]
+                  ) -> Dict[str, Any]:
+    """Print the head of a torch.profiler summary (time inside and outside the subnets, top ops)
+    of 5 training steps per library; return the summaries."""
+    from profiles import profile_step, summarise
+
+    out = {}
+    for lib, table in impls.items():
+        text, out[lib] = summarise(profile_step(table["train"]), f"{arch} train, {lib}", 5, 18)
+        print("\n" + text.split("\n\ntorch.profiler table")[0])
+    return out
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -403,6 +453,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--blocks", type=int, default=8)
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--json", default=str(HERE / "results" / "peers.json"))
+    p.add_argument("--profile", action="store_true",
+                   help="print a torch.profiler summary of each library's training step")
     return p.parse_args(list(argv))
 
 
@@ -430,20 +482,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"torch {torch.__version__}, 1 thread, {args.clock} clock, load "
           f"{machine['load_average_start']} | "
           + ", ".join(f"{lib} {machine[lib]}" for lib in PEERS if lib in libs))
-    header = "arch   op      " + " ".join(f"{lib + ' ms (IQR)':>16}" for lib in libs)
-    lines = [header + "  fastest peer, inv/fastest (IQR)", "-" * (len(header) + 34)]
+    header = "arch   op      " + " ".join(f"{lib + ' ms (IQR)':>16}" for lib in [*libs, FLOOR])
+    lines = [header + "  fastest peer, inv/fastest (IQR), inv/floor", "-" * (len(header) + 44)]
     for arch in args.archs.split(","):
         impls, checks = {}, {}
         for lib in libs:
             model = build(lib, arch, args.dim, args.hidden, args.blocks)
             checks[lib] = verify(model, args.dim)
             impls[lib] = ops(model, x, z)
+        impls[FLOOR] = floor_ops(arch, args.dim, args.hidden, args.blocks, args.batch)
         samples = time_all(impls, OPS, args.repeats, args.target, args.clock)
-        summary = summarise(samples, libs)
+        summary = summarise(samples, [*libs, FLOOR])
         results[arch] = {"checks": checks, "summary": summary,
                          "samples_ms": {f"{lib}/{op}": [s * 1e3 for s in v]
                                         for (lib, op), v in samples.items()}}
-        lines += format_rows(arch, summary, libs)
+        lines += format_rows(arch, summary, [*libs, FLOOR])
+        if args.profile:
+            results[arch]["profiles"] = profile_train(arch, impls)
     machine["load_average_end"] = list(os.getloadavg())
     payload = {"suite": "invertible-peers", "machine": machine, "settings": vars(args),
                "skipped": skipped, "results": results}

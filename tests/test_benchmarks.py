@@ -112,13 +112,15 @@ def peers_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.mark.slow
 def test_peers_times_invertible(peers_run: dict) -> None:
-    """invertible's flows pass the round-trip and log-det checks and are timed per op."""
+    """invertible's flows pass the round-trip and log-det checks and are timed per op, paired
+    with the bare-subnet floor."""
     assert peers_run["machine"]["malloc_env"]["MALLOC_MMAP_THRESHOLD_"] == str(4 << 30)
     for arch in ("affine", "glow"):
         res = peers_run["results"][arch]
         assert res["checks"]["invertible"]["log_det_rel_error"] < 1e-3
         for op in OPS:
             assert res["summary"][op]["ms"]["invertible"]["median"] > 0
+            assert res["summary"][op]["invertible/floor"]["median"] > 0
             assert len(res["samples_ms"][f"invertible/{op}"]) == 2
 
 
