@@ -40,9 +40,8 @@ def layer_direction(inverse: bool) -> bool:
     return inverse
 
 
-@pytest.fixture(params=VARIANTS, ids=IDS)
-def variant(request: pytest.FixtureRequest):
-    case, inverse = request.param
+def make_variant(case: Case, inverse: bool):
+    """``(case, inverse, module, inputs, conditions)`` with valid seeded inputs."""
     module = build(case, inverse)
     gen = torch.Generator().manual_seed(1)
     cs = case.sample_c(gen, case.batch, case.cond_shapes) if case.cond_shapes else None
@@ -51,6 +50,11 @@ def variant(request: pytest.FixtureRequest):
     if inverse:
         xs = [z.detach() for z in T.run(inner, xs, cs)[0]]
     return case, inverse, module, xs, cs
+
+
+@pytest.fixture(params=VARIANTS, ids=IDS)
+def variant(request: pytest.FixtureRequest):
+    return make_variant(*request.param)
 
 
 def test_shapes_and_round_trips(variant) -> None:
@@ -93,10 +97,14 @@ def test_exact_checks(variant) -> None:
     T.check_inputs_unchanged(module, xs, cs)
 
 
-def test_conditions_are_ignored(variant) -> None:
-    case, inverse, module, xs, cs = variant
-    if cs is None:
-        pytest.skip("unconditioned case")
+CONDITIONED = [(case, inverse) for case, inverse in VARIANTS if case.cond_shapes]
+
+
+@pytest.mark.parametrize(("case", "inverse"), CONDITIONED,
+                         ids=[f"{c.id}{'-inverse' if i else ''}" for c, i in CONDITIONED])
+def test_conditions_are_ignored(case: Case, inverse: bool) -> None:
+    case, inverse, module, xs, cs = make_variant(case, inverse)
+    assert cs is not None
     base, ld = T.run(module, xs, cs)
     other, ld2 = T.run(module, xs, [c + 1.0 for c in cs])
     assert all(torch.equal(a, b) for a, b in zip(base, other)) and torch.equal(ld, ld2)
