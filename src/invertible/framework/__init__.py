@@ -17,15 +17,5 @@ from .reversible_graph_net import ReversibleGraphNet
 from .reversible_sequential_net import ReversibleSequential
 from .sequence_inn import SequenceINN
 
-__all__ = [
-    "ConditionNode",
-    "FeedForwardNode",
-    "GraphINN",
-    "InputNode",
-    "Node",
-    "OutputNode",
-    "ReversibleGraphNet",
-    "ReversibleSequential",
-    "SequenceINN",
-    "collect_nodes",
-]
+__all__ = ["ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Node", "OutputNode",
+           "ReversibleGraphNet", "ReversibleSequential", "SequenceINN", "collect_nodes"]

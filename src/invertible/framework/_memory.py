@@ -23,9 +23,9 @@ of the reconstruction. The parameters and conditions are inputs of the Function,
 gradients leave its backward through autograd (gradient hooks, DDP's included, fire as usual);
 it is once differentiable (no double backward).
 
-A block takes part only if its inverse is exact and deterministic: :func:`check_blocks` refuses
-blocks that declare ``exact_inverse = False`` and train-mode dropout or batch norm inside a block
-(they would not recompute identically).
+A block takes part only if its inverse is exact and deterministic: :class:`MemoryEfficient`
+refuses blocks that declare ``exact_inverse = False`` and train-mode dropout or batch norm inside
+a block (they would not recompute identically).
 
 References: Gomez, Ren, Urtasun, Grosse, "The Reversible Residual Network: Backpropagation
 Without Storing Activations", NeurIPS 2017.
@@ -42,10 +42,10 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ..modules.base import InvertibleModule
-from ._calling import autocast_state, log_det_accumulator
+from ._calling import autocast_state, compiling, log_det_accumulator
 from ._subnet_memo import SubnetMemo
 
-__all__ = ["Step", "check_blocks", "run_by_inversion"]
+__all__ = ["MemoryEfficient", "Step", "run_by_inversion"]
 
 #: ``call(inputs, conditions, rev, jac) -> (outputs, log_det or None)`` runs one block.
 Call = Callable[[Tuple[Tensor, ...], Tuple[Any, ...], bool, bool],
@@ -79,22 +79,50 @@ def _refusal(module: nn.Module) -> Optional[str]:
     return None
 
 
-def check_blocks(container: str, blocks: Sequence[Tuple[str, nn.Module]]) -> None:
-    """Raise ``ValueError`` naming the first ``(description, module)`` that cannot be recomputed
-    by inversion."""
-    for who, module in blocks:
-        reason = _refusal(module)
-        if reason is not None:
-            raise ValueError(
-                f"{container}(memory_efficient=True) cannot train {who} by inversion: {reason}. "
-                f"Remove the block or use standard backprop (memory_efficient=False)."
-            )
+class MemoryEfficient:
+    """The containers' ``memory_efficient`` switch: when on, training runs by inversion.
+
+    A container lists its blocks in :meth:`_blocks_to_invert`. Turning the switch on, adding a
+    block while it is on, and every run by inversion (train/eval modes may have changed since)
+    refuse a block that cannot be recomputed exactly, with a ``ValueError`` naming it.
+    """
+
+    _memory_efficient = False  # class default: also for objects unpickled from older versions
+
+    @property
+    def memory_efficient(self) -> bool:
+        """Whether training recomputes activations by inversion instead of storing them."""
+        return self._memory_efficient
+
+    @memory_efficient.setter
+    def memory_efficient(self, value: bool) -> None:
+        if value:
+            self._refuse_inexact(self._blocks_to_invert())
+        self._memory_efficient = bool(value)
+
+    def _by_inversion(self) -> bool:
+        """Whether this call runs by inversion: switched on, recording, not being compiled."""
+        if self._memory_efficient and torch.is_grad_enabled() and not compiling():
+            self._refuse_inexact(self._blocks_to_invert())
+            return True
+        return False
+
+    def _blocks_to_invert(self) -> List[Tuple[str, nn.Module]]:
+        """``(description, module)`` of every block a run by inversion inverts."""
+        raise NotImplementedError
+
+    def _refuse_inexact(self, blocks: Sequence[Tuple[str, nn.Module]]) -> None:
+        """Raise ``ValueError`` naming the first block that cannot be recomputed by inversion."""
+        for who, module in blocks:
+            reason = _refusal(module)
+            if reason is not None:
+                raise ValueError(f"{type(self).__name__}(memory_efficient=True) cannot train {who} "
+                                 f"by inversion: {reason}. Remove the block or use standard "
+                                 f"backprop (memory_efficient=False).")
 
 
-def _leaf(value: Any, needs_grad: bool) -> Any:
-    """A detached tensor that requires grad if asked (floats only); other values as they are."""
-    if not isinstance(value, Tensor):
-        return value
+def _leaf(value: Tensor, needs_grad: bool) -> Tensor:
+    """A detached copy of ``value`` that requires grad if asked (floating point only)."""
     return value.detach().requires_grad_(needs_grad and value.is_floating_point())
 
 
@@ -109,42 +137,25 @@ class _Run:
     def __init__(self, steps: Sequence[Step], n_slots: int, starts: Tuple[int, ...],
                  ends: Tuple[int, ...], conditions: Sequence[Any], rev: bool, jac: bool) -> None:
         self.steps, self.n_slots, self.starts, self.ends = steps, n_slots, starts, ends
-        self.rev, self.jac = rev, jac
-        self.conditions = list(conditions)  # tensors among them are inputs of the Function
-        self.tensor_conditions = [i for i, c in enumerate(conditions) if isinstance(c, Tensor)]
-        index: Dict[int, int] = {}
-        self.params: List[Tensor] = []
-        self.step_params: List[Tuple[int, ...]] = []
-        for step in steps:
-            for p in step.module.parameters():
-                if p.requires_grad and id(p) not in index:
-                    index[id(p)] = len(self.params)
-                    self.params.append(p)
-            self.step_params.append(tuple(dict.fromkeys(
-                index[id(p)] for p in step.module.parameters() if p.requires_grad)))
+        self.rev, self.jac, self.conditions = rev, jac, list(conditions)  # non-tensors kept here
+        own = [[p for p in step.module.parameters() if p.requires_grad] for step in steps]
+        self.params: List[Tensor] = list({id(p): p for ps in own for p in ps}.values())  # shared
+        index = {id(p): i for i, p in enumerate(self.params)}  # parameters count once
+        self.step_params = [tuple(dict.fromkeys(index[id(p)] for p in ps)) for ps in own]
         self.dtypes: List[Optional[torch.dtype]] = [None] * n_slots
         self.autocast: Tuple[str, bool, torch.dtype] = ("cpu", False, torch.float32)
-
-    def with_conditions(self, tensors: Sequence[Tensor]) -> List[Any]:
-        """All conditions, with ``tensors`` in the places of the tensor ones."""
-        merged = list(self.conditions)
-        for i, t in zip(self.tensor_conditions, tensors):
-            merged[i] = t
-        return merged
 
 
 class _ByInversion(torch.autograd.Function):
     """A run of invertible steps whose backward recomputes inputs by inversion."""
 
     @staticmethod
-    def forward(ctx: Any, run: _Run, n_inputs: int, *flat: Tensor) -> Tuple[Tensor, ...]:
+    def forward(ctx: Any, run: _Run, n_inputs: int, *flat: Any) -> Tuple[Tensor, ...]:
         """Run the steps under ``no_grad``, dropping each value once consumed; save the outputs
         and the tensor conditions only."""
-        inputs = flat[:n_inputs]
-        conditions = flat[n_inputs: n_inputs + len(run.tensor_conditions)]
+        inputs, cs = flat[:n_inputs], flat[n_inputs: n_inputs + len(run.conditions)]
         device = inputs[0].device.type
         run.autocast = (device, *autocast_state(device))
-        cs = run.with_conditions(conditions)
         values: List[Any] = [None] * run.n_slots
         for slot, value in zip(run.starts, inputs):
             values[slot], run.dtypes[slot] = value, value.dtype
@@ -162,7 +173,7 @@ class _ByInversion(torch.autograd.Function):
         ends = tuple(values[s].clone() if values[s].untyped_storage().data_ptr() in storages
                      else values[s] for s in run.ends)
         ctx.run, ctx.n_inputs = run, n_inputs
-        ctx.save_for_backward(*ends, *conditions)
+        ctx.save_for_backward(*ends, *(c if isinstance(c, Tensor) else None for c in cs))
         return (*ends, log_det)
 
     @staticmethod
@@ -172,8 +183,8 @@ class _ByInversion(torch.autograd.Function):
         run: _Run = ctx.run
         n_ends, needs = len(run.ends), ctx.needs_input_grad[2:]
         saved = ctx.saved_tensors
-        cs = run.with_conditions([_leaf(c, need) for c, need in
-                                  zip(saved[n_ends:], needs[ctx.n_inputs:])])
+        cs = [c if t is None else _leaf(t, need) for c, t, need in
+              zip(run.conditions, saved[n_ends:], needs[ctx.n_inputs:])]
         values: List[Any] = [None] * run.n_slots
         grads: List[Optional[Tensor]] = [None] * run.n_slots
         for slot, value, grad in zip(run.ends, saved, grad_outputs):
@@ -213,8 +224,7 @@ class _ByInversion(torch.autograd.Function):
                     values[s] = x.detach()
                 for (table, i, _), g in zip(targets, found):
                     tables[table][i] = _add(tables[table][i], g)
-        return (None, None, *(grads[s] for s in run.starts),
-                *(tables["cond"][i] for i in run.tensor_conditions), *tables["param"])
+        return (None, None, *(grads[s] for s in run.starts), *tables["cond"], *tables["param"])
 
 
 def run_by_inversion(
@@ -236,6 +246,5 @@ def run_by_inversion(
         ``(outputs, log_det)``: one tensor per end slot, and the ``(batch,)`` log-det.
     """
     run = _Run(steps, n_slots, *slots, conditions, rev, jac)
-    tensors = [conditions[i] for i in run.tensor_conditions]
-    result = _ByInversion.apply(run, len(inputs), *inputs, *tensors, *run.params)
+    result = _ByInversion.apply(run, len(inputs), *inputs, *conditions, *run.params)
     return tuple(result[:-1]), result[-1]

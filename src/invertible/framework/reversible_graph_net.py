@@ -23,31 +23,19 @@ class ReversibleGraphNet(GraphINN):
         force_tuple_output: return a tuple also for a single output.
     """
 
-    def __init__(
-        self,
-        node_list: Sequence[AbstractNode],
-        ind_in: Optional[Any] = None,
-        ind_out: Optional[Any] = None,
-        verbose: bool = True,
-        force_tuple_output: bool = False,
-    ) -> None:
-        warnings.warn(
-            "ReversibleGraphNet is deprecated in favour of GraphINN. It will be removed in the "
-            "future.",
-            DeprecationWarning,
-        )
+    def __init__(self, node_list: Sequence[AbstractNode], ind_in: Optional[Any] = None,
+                 ind_out: Optional[Any] = None, verbose: bool = True,
+                 force_tuple_output: bool = False) -> None:
+        warnings.warn("ReversibleGraphNet is deprecated in favour of GraphINN. It will be removed "
+                      "in the future.", DeprecationWarning)
         if ind_in is not None or ind_out is not None:
-            raise ValueError(
-                f"ReversibleGraphNet no longer accepts ind_in/ind_out (got ind_in={ind_in!r}, "
-                f"ind_out={ind_out!r}): mark inputs and outputs with InputNode and OutputNode."
-            )
+            raise ValueError(f"ReversibleGraphNet no longer accepts ind_in/ind_out (got ind_in="
+                             f"{ind_in!r}, ind_out={ind_out!r}): mark inputs and outputs with "
+                             f"InputNode and OutputNode.")
         super().__init__(node_list, force_tuple_output=force_tuple_output, verbose=verbose)
 
     def forward(self, *args: Any, **kwargs: Any) -> Tuple[Any, Any]:
         """``GraphINN.forward`` after a warning that it returns ``(output, jacobian)`` now."""
-        warnings.warn(
-            "ReversibleGraphNet's forward() now returns a tuple (output, jacobian). It will be "
-            "removed in the future.",
-            DeprecationWarning,
-        )
+        warnings.warn("ReversibleGraphNet's forward() now returns a tuple (output, jacobian). It "
+                      "will be removed in the future.", DeprecationWarning)
         return super().forward(*args, **kwargs)

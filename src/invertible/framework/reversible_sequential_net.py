@@ -13,10 +13,6 @@ class ReversibleSequential(SequenceINN):
     """Deprecated alias of :class:`SequenceINN` (positional dims only)."""
 
     def __init__(self, *dims: int) -> None:
-        warnings.warn(
-            "ReversibleSequential is deprecated in favour of SequenceINN. It will be removed in "
-            "a future version of invertible.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        warnings.warn("ReversibleSequential is deprecated in favour of SequenceINN. It will be "
+                      "removed in a future version.", DeprecationWarning, stacklevel=2)
         super().__init__(*dims)

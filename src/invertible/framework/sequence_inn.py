@@ -6,14 +6,13 @@ import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, List, Optional, Tuple, Union
 
-import torch
 from torch import Tensor, nn
 
 from ..modules.base import InvertibleModule, check_tensors, list_of_int_tuples
 from ..modules.inverse import Inverse
 from ..utils import call_module, normalise_log_det, output_dims_compatible
-from ._calling import compiling, log_det_accumulator
-from ._memory import Step, check_blocks, run_by_inversion
+from ._calling import log_det_accumulator
+from ._memory import MemoryEfficient, Step, run_by_inversion
 
 __all__ = ["SequenceINN"]
 
@@ -29,7 +28,7 @@ def _run_block(module: nn.Module, xs: Tuple[Tensor, ...], cs: Tuple[Any, ...], r
     return outs, normalise_log_det(j, outs[0], type(module).__name__, jac)
 
 
-class SequenceINN(InvertibleModule):
+class SequenceINN(MemoryEfficient, InvertibleModule):
     r"""A chain :math:`f = f_n \circ \dots \circ f_1` of single-input, single-output modules.
 
     The log-det is the sum of the blocks' log-dets; the inverse runs the blocks' inverses in
@@ -64,8 +63,6 @@ class SequenceINN(InvertibleModule):
     Under ``torch.autocast`` the log-det is accumulated in (at least) float32.
     """
 
-    _memory_efficient = False  # class default: also for objects unpickled from older versions
-
     def __init__(self, *dims: int, force_tuple_output: bool = False,
                  memory_efficient: bool = False) -> None:
         if len(dims) == 1 and not isinstance(dims[0], int) and hasattr(dims[0], "__len__"):
@@ -79,21 +76,9 @@ class SequenceINN(InvertibleModule):
         self.force_tuple_output = force_tuple_output
         self.memory_efficient = memory_efficient
 
-    @property
-    def memory_efficient(self) -> bool:
-        """Whether training recomputes activations by inversion instead of storing them."""
-        return self._memory_efficient
-
-    @memory_efficient.setter
-    def memory_efficient(self, value: bool) -> None:
-        if value:
-            self._check_invertible()
-        self._memory_efficient = bool(value)
-
-    def _check_invertible(self) -> None:
-        """``ValueError`` naming the first module that cannot be recomputed by inversion."""
-        check_blocks("SequenceINN", [(f"module {i} ({type(m).__name__})", m)
-                                     for i, m in enumerate(self.module_list)])
+    def _blocks_to_invert(self) -> List[Tuple[str, nn.Module]]:
+        """Every module, named by its index."""
+        return [(f"module {i} ({type(m).__name__})", m) for i, m in enumerate(self.module_list)]
 
     def append(self, module_class: Any, cond: Optional[int] = None,
                cond_shape: Optional[Sequence[int]] = None, **kwargs: Any) -> None:
@@ -134,7 +119,7 @@ class SequenceINN(InvertibleModule):
                                 f"{type(module).__name__}, not an InvertibleModule.")
         out = output_dims_compatible(module)
         if self._memory_efficient:
-            check_blocks("SequenceINN", [(f"the appended {type(module).__name__}", module)])
+            self._refuse_inexact([(f"the appended {type(module).__name__}", module)])
         if len(out) != 1:
             raise ValueError(f"Module of type {type(module).__name__} has more than one output: "
                              f"{out}; a SequenceINN needs single-output modules (use a GraphINN).")
@@ -160,8 +145,7 @@ class SequenceINN(InvertibleModule):
             of shape ``(B,)`` in the input's dtype (at least float32 under ``torch.autocast``).
         """
         xs, cs = self._checked_call(x_or_z, c, rev)
-        if self._memory_efficient and torch.is_grad_enabled() and not compiling() and len(self):
-            self._check_invertible()  # train/eval modes may have changed
+        if len(self) and self._by_inversion():
             order = range(len(self) - 1, -1, -1) if rev else range(len(self))
             steps = [Step(self.module_list[i], functools.partial(_run_block, self.module_list[i]),
                           (k,), tuple(c for c in self.conditions[i:i + 1] if c is not None),
@@ -259,7 +243,7 @@ class SequenceINN(InvertibleModule):
                 raise ValueError(f"The new module {name} has {what} shapes {new}, but the module "
                                  f"it replaces has {was}.")
         if self._memory_efficient:
-            check_blocks("SequenceINN", [(f"the new module {name}", new_module)])
+            self._refuse_inexact([(f"the new module {name}", new_module)])
         self.module_list[key] = new_module
 
 

@@ -14,15 +14,5 @@ from .nodes import (
     parse_flexible_inputs,
 )
 
-__all__ = [
-    "AbstractNode",
-    "ConditionNode",
-    "FeedForwardNode",
-    "GraphINN",
-    "InputNode",
-    "Node",
-    "OutputNode",
-    "collect_nodes",
-    "parse_flexible_inputs",
-    "topological_order",
-]
+__all__ = ["AbstractNode", "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Node",
+           "OutputNode", "collect_nodes", "parse_flexible_inputs", "topological_order"]

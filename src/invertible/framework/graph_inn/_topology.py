@@ -15,18 +15,12 @@ __all__ = ["check_membership", "topological_order"]
 def _dangling(node: AbstractNode, index: int) -> InvertibleTypeError:
     """The error for output ``index`` of ``node`` that no node consumes (FrEIA crashed with a raw
     ``TypeError`` here; the class is both a ``ValueError`` and a ``TypeError``)."""
-    return InvertibleTypeError(
-        f"Output {index} of {node} is not consumed by any node (dangling output): connect it to "
-        f"a later node or to an OutputNode."
-    )
+    return InvertibleTypeError(f"Output {index} of {node} is not consumed by any node (dangling "
+                               f"output): connect it to a later node or to an OutputNode.")
 
 
-def topological_order(
-    all_nodes: Sequence[AbstractNode],
-    in_nodes: Sequence[AbstractNode],
-    out_nodes: Sequence[AbstractNode],
-    rev: bool = False,
-) -> List[AbstractNode]:
+def topological_order(all_nodes: Sequence[AbstractNode], in_nodes: Sequence[AbstractNode],
+                      out_nodes: Sequence[AbstractNode], rev: bool = False) -> List[AbstractNode]:
     """Deterministic execution order of a graph (Kahn's algorithm run backwards from the ends).
 
     Starting from the end nodes (``out_nodes``, or ``in_nodes`` when ``rev``), a node is queued
@@ -80,16 +74,14 @@ def check_membership(nodes: Sequence[AbstractNode]) -> None:
             (:class:`~invertible._errors.InvertibleTypeError`, also a ``TypeError``).
     """
     members = set(nodes)
-    tail = "but the latter is not in the node_list passed to GraphINN."
     for node in nodes:
-        for pred, _ in node.inputs:
-            if pred not in members:
-                raise ValueError(f"{node} gets input from {pred}, {tail}")
-        for index, conn in enumerate(node.outputs):
-            if conn is None:
-                raise _dangling(node, index)
-            if conn[0] not in members:
-                raise ValueError(f"{node} gives output {index} to {conn[0]}, {tail}")
-        for cond, _ in node.conditions:
-            if cond not in members:
-                raise ValueError(f"{node} gets condition from {cond}, {tail}")
+        index = next((k for k, conn in enumerate(node.outputs) if conn is None), None)
+        if index is not None:
+            raise _dangling(node, index)
+        links = [("gets input from", p) for p, _ in node.inputs] + [
+            (f"gives output {k} to", c[0]) for k, c in enumerate(node.outputs) if c is not None] + [
+            ("gets condition from", c) for c, _ in node.conditions]
+        for what, other in links:
+            if other not in members:
+                raise ValueError(f"{node} {what} {other}, but the latter is not in the node_list "
+                                 f"passed to GraphINN.")

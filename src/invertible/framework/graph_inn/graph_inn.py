@@ -12,9 +12,9 @@ from torch import Tensor, nn
 
 from ... import utils
 from ...modules.base import InvertibleModule, check_tensors
-from .._calling import compiling, log_det_accumulator
+from .._calling import log_det_accumulator
+from .._memory import MemoryEfficient, run_by_inversion
 from .._memory import Step as MemoryStep
-from .._memory import check_blocks, run_by_inversion
 from ._pickling import flat_node_states, nodes_from_states
 from ._plan import Plan, Shape, Step, build_plan
 from ._topology import check_membership, topological_order
@@ -37,7 +37,7 @@ def _as_tuple(value: object, what: str) -> Tuple[Any, ...]:
                     f"{type(value).__name__}.")
 
 
-class GraphINN(InvertibleModule):
+class GraphINN(MemoryEfficient, InvertibleModule):
     r"""An invertible network given as a directed acyclic graph of nodes.
 
     The inputs, outputs and conditions are the ``InputNode``, ``OutputNode`` and
@@ -72,8 +72,6 @@ class GraphINN(InvertibleModule):
         ValueError: a node is missing from ``node_list``, an output is dangling
             (:class:`InvertibleTypeError`), an input is not connected, or the graph is cyclic.
     """
-
-    _memory_efficient = False  # class default: also for objects unpickled from older versions
 
     def __init__(self, node_list: Sequence[AbstractNode], force_tuple_output: bool = False,
                  verbose: bool = False, memory_efficient: bool = False) -> None:
@@ -110,22 +108,11 @@ class GraphINN(InvertibleModule):
         self._plan_fwd = build_plan(self.node_list_fwd, *layout, rev=False)
         self._plan_rev = build_plan(self.node_list_rev, *layout, rev=True)
 
-    @property
-    def memory_efficient(self) -> bool:
-        """Whether training recomputes activations by inversion instead of storing them."""
-        return self._memory_efficient
-
-    @memory_efficient.setter
-    def memory_efficient(self, value: bool) -> None:
-        if value:
-            self._check_invertible()
-        self._memory_efficient = bool(value)
-
-    def _check_invertible(self) -> None:
-        """``ValueError`` naming the first node that cannot be recomputed by inversion."""
+    def _blocks_to_invert(self) -> List[Tuple[str, nn.Module]]:
+        """The modules of all nodes but the feed-forward ones, named by their nodes."""
         modules = [(s.node, self.module_list[s.module_index]) for s in self._plan_fwd.steps
                    if not isinstance(s.node, FeedForwardNode)]
-        check_blocks("GraphINN", [(f"{n!r} ({type(m).__name__})", m) for n, m in modules])
+        return [(f"{n!r} ({type(m).__name__})", m) for n, m in modules]
 
     @property
     def node_list(self) -> List[AbstractNode]:
@@ -170,7 +157,7 @@ class GraphINN(InvertibleModule):
         slots: List[Any] = [None] * plan.n_slots
         for slot, value in zip(plan.start_slots + plan.cond_slots, xs + cs):
             slots[slot] = value
-        if self._memory_efficient and torch.is_grad_enabled() and not compiling():
+        if self._by_inversion():
             outputs, log_det = self._forward_by_inversion(plan, slots, rev, jac,
                                                           intermediate_outputs)
         else:
@@ -231,7 +218,6 @@ class GraphINN(InvertibleModule):
             raise ValueError("GraphINN(memory_efficient=True) keeps no intermediate values, so it "
                              "cannot return them (intermediate_outputs=True); set "
                              "memory_efficient=False or run under torch.no_grad().")
-        self._check_invertible()  # train/eval modes may have changed
         steps = []
         for step in plan.steps:
             if isinstance(step.node, FeedForwardNode):

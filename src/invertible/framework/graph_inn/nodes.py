@@ -240,9 +240,7 @@ class _ShapeNode(AbstractNode):
         super().__init__([], None, {}, name=name)
 
     def build_module(self, condition_shapes: List[Shape], input_shapes: List[Shape]) -> Built:
-        """No module; one output of shape ``dims``."""
-        if len(condition_shapes) > 0:
-            raise ValueError(f"{self.__class__.__name__} cannot be conditioned.")
+        """No module (its constructor takes no conditions); one output of shape ``dims``."""
         return None, [self.dims]
 
 
@@ -266,9 +264,7 @@ class OutputNode(AbstractNode):
         super().__init__(in_node, None, {}, name=name)
 
     def build_module(self, condition_shapes: List[Shape], input_shapes: List[Shape]) -> Built:
-        """No module and no outputs; exactly one input."""
-        if len(condition_shapes) > 0:
-            raise ValueError("OutputNode cannot be conditioned.")
+        """No module and no outputs; exactly one input (its constructor takes no conditions)."""
         if len(input_shapes) != 1:
             raise ValueError(f"Output node received {len(input_shapes)} inputs, but only single "
                              f"input is allowed.")
