@@ -118,9 +118,7 @@ class GaussianMixtureModel(InvertibleModule):
     mask_upper: Tensor
     mask_diagonal: Tensor
 
-    def __init__(
-        self, dims_in: Dims, dims_c: Optional[Dims]
-    ) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims]) -> None:
         super().__init__(dims_in, dims_c)
         d = vector_size("GaussianMixtureModel", self.dims_in)
         self._check_dims_c(d)
@@ -166,6 +164,9 @@ class GaussianMixtureModel(InvertibleModule):
         """The one input, ``(B, d)`` or, with ``i=None``, also ``(B, K, d)``, and the conditions
         ``w, mu, U_entries`` (of the input's batch, dtype and device) and ``i``.
 
+        The same checks as every block's (:func:`check_tensors`), called directly: ``i`` may be
+        ``None`` or an int rather than a tensor, and the input may carry a component axis.
+
         Raises:
             InvertibleAssertionError: several inputs (an ``assert`` in FrEIA).
             ValueError: not four conditions; wrong shapes or batch sizes.
@@ -182,7 +183,7 @@ class GaussianMixtureModel(InvertibleModule):
         shape = self.dims_c[1] if every else self.dims_in[0]  # (K, d) or (d,)
         (x_in,) = check_tensors(owner, what, x, [shape], True, self.mask_diagonal)
         w, mu, entries = check_tensors(owner, "condition", list(c[:3]), self.dims_c[:3], True, x_in)
-        if w.shape[0] != x_in.shape[0]:
+        if not torch.jit.is_tracing() and w.shape[0] != x_in.shape[0]:
             raise ValueError(
                 f"{owner}: the conditions have batch size {w.shape[0]}, but the {what} has "
                 f"{x_in.shape[0]} (shape {tuple(x_in.shape)})."

@@ -55,9 +55,11 @@ class _SpaceToDepth(InvertibleModule):
     _upsampling = False
 
     def _down(self, x: Tensor) -> Tensor:
+        """Image ``(B, C, H, W)`` to blocks ``(B, 4C, H/2, W/2)``."""
         raise NotImplementedError
 
     def _up(self, y: Tensor) -> Tensor:
+        """Blocks back to the image: the inverse of :meth:`_down`."""
         raise NotImplementedError
 
     def _log_det(self, x: Tensor, y: Tensor, down: bool) -> Tensor:
