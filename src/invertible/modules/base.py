@@ -94,7 +94,7 @@ def _first_floating_parameter(module: nn.Module) -> Optional[Tensor]:
 def _autocast_on(device_type: str) -> bool:
     """Whether ``torch.autocast`` is active for ``device_type`` (False for unknown types)."""
     try:
-        return bool(torch.is_autocast_enabled(device_type))  # type: ignore[call-arg]
+        return bool(torch.is_autocast_enabled(device_type))
     except TypeError:  # torch < 2.4 takes no device type
         return bool(torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled())
     except RuntimeError:  # a device type autocast does not know, e.g. "meta"
@@ -122,6 +122,7 @@ def check_tensors(
     like: Optional[Tensor] = None,
     floating: bool = True,
     error: Type[Exception] = ValueError,
+    reference: str = "the block's parameters are",
 ) -> List[Tensor]:
     """Validate a call's data tensors against declared shapes; return them as a list.
 
@@ -141,6 +142,7 @@ def check_tensors(
             not compared under ``torch.autocast``); ``None`` accepts any.
         floating: require floating-point tensors.
         error: the exception class for a wrong rank or size (``ValueError`` or a subclass).
+        reference: how messages name ``like``, with its verb.
 
     Raises:
         TypeError: not a list or tuple of tensors, a non-floating tensor, or a dtype other than
@@ -195,23 +197,23 @@ def check_tensors(
                         f"{owner}: {name} has extents {got[2:]} after the channel axis, but the "
                         f"other {what} tensors of this call have {seen}."
                     )
-        _check_like(owner, name, t, like)
+        _check_like(owner, name, t, like, reference)
     return list(tensors)
 
 
-def _check_like(owner: str, name: str, t: Tensor, like: Optional[Tensor]) -> None:
+def _check_like(owner: str, name: str, t: Tensor, like: Optional[Tensor], reference: str) -> None:
     """``t`` must be on ``like``'s device and, when ``like`` is floating, of its dtype."""
     if like is None:
         return
     if t.device != like.device:
         raise ValueError(
-            f"{owner}: {name} is on device {t.device}, but the block's parameters are on "
-            f"{like.device}; move the data or the block with .to(...)."
+            f"{owner}: {name} is on device {t.device}, but {reference} on {like.device}; move the "
+            f"data or the block with .to(...)."
         )
     if like.is_floating_point() and t.dtype != like.dtype and not _autocast_on(t.device.type):
         raise TypeError(
-            f"{owner}: {name} has dtype {t.dtype}, but the block's parameters are "
-            f"{like.dtype}; convert the data or the block (e.g. .to({like.dtype}))."
+            f"{owner}: {name} has dtype {t.dtype}, but {reference} {like.dtype}; convert the data "
+            f"or the block (e.g. .to({like.dtype}))."
         )
 
 
@@ -359,7 +361,11 @@ class InvertibleModule(nn.Module):
                 f"{owner} takes {len(self.dims_c)} condition(s) of shapes {self.dims_c}, got "
                 f"{len(cs)}."
             )
-        check_tensors(owner, "condition", cs, self.dims_c, self.fixed_size, like, True)
+        if like is not None and like.is_floating_point():
+            check_tensors(owner, "condition", cs, self.dims_c, self.fixed_size, like, True)
+        else:  # without floating parameters, conditions follow the input's dtype and device
+            check_tensors(owner, "condition", cs, self.dims_c, self.fixed_size, xs[0], True,
+                          reference="the input is")
         if not torch.jit.is_tracing():
             _check_conditions_match(owner, xs[0], cs, self.dims_c, self.fixed_size)
         return xs, cs
@@ -388,7 +394,7 @@ def _check_conditions_match(
             )
 
 
-def _public_signature(cls: type) -> str:
+def _public_signature(cls: Any) -> str:
     """``cls.__init__``'s parameters without ``self`` and annotations, for messages."""
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
     return ", ".join(str(p.replace(annotation=inspect.Parameter.empty)) for p in parameters)
