@@ -26,7 +26,7 @@ from ._common import (
     zero_log_det,
 )
 from ._permutation import householder_product
-from .base import InvertibleModule, check_tensors
+from .base import InvertibleModule
 
 __all__ = ["HouseholderPerm", "OrthogonalTransform", "correct_weights", "orth_correction"]
 
@@ -258,15 +258,14 @@ class HouseholderPerm(InvertibleModule):
     ) -> Outputs:
         """``y = x W`` (``x Wᵀ`` when ``rev``), per sample in conditional mode; log-det 0."""
         (x_in,), cs = self._checked(x, c, rev, floating=True)
-        y = rotate(x_in, self._matrix(x_in, cs), rev)
+        y = rotate(x_in, self._matrix(cs), rev)
         return [y], zero_log_det(y)
 
-    def _matrix(self, x: Tensor, cs: Tensors) -> Tensor:
+    def _matrix(self, cs: Tensors) -> Tensor:
         """``W``: stored (``fixed``), from ``Vs``, or per sample from the condition reshaped to
-        ``(B, w, K)`` and transposed (which must have the input's dtype and device)."""
+        ``(B, w, K)`` and transposed (``_checked`` made it of the input's dtype and device)."""
         if not self.conditional:
             return self.W if self.fixed else _fast_h(self.Vs)
-        check_tensors("HouseholderPerm", "condition", cs, self.dims_c, like=x)
         return _fast_h(cs[0].reshape(-1, self.width, self.n_reflections).transpose(-1, -2))
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:
