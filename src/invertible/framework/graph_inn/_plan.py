@@ -27,7 +27,6 @@ class Plan(NamedTuple):
     """Everything ``forward`` needs for one direction, precomputed at construction."""
 
     start_nodes: Tuple[AbstractNode, ...]
-    start_shapes: Tuple[Shape, ...]
     start_slots: Tuple[int, ...]
     cond_slots: Tuple[int, ...]
     steps: Tuple[Step, ...]
@@ -81,7 +80,6 @@ def build_plan(
     n_slots = len(keys)
     for end in ends:
         keys[(end, 0)] = _slot(keys, end.outputs[0] if rev else end.inputs[0], end)
-    shapes = [n.input_dims[0] if rev else n.output_dims[0] for n in starts]
-    return Plan(tuple(starts), tuple(shapes), tuple(keys[(n, 0)] for n in starts),
+    return Plan(tuple(starts), tuple(keys[(n, 0)] for n in starts),
                 tuple(keys[(n, 0)] for n in condition_nodes), tuple(steps),
                 tuple(keys[(n, 0)] for n in ends), n_slots, keys)

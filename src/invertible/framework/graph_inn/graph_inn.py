@@ -192,10 +192,10 @@ class GraphINN(MemoryEfficient, InvertibleModule):
                 f"GraphINN: Got {len(cs)} conditions, but expected {len(self.condition_nodes)}. "
                 f"Pass one per ConditionNode, in node_list order "
                 f"{[n.name for n in self.condition_nodes]}.")
-        for node, shape, value in zip(plan.start_nodes, plan.start_shapes, xs):
+        for node, value in zip(plan.start_nodes, xs):
             if not isinstance(value, Tensor) or not rev:
-                check_tensors("GraphINN", f"the tensor for {node!r}", [value], [shape],
-                              floating=False)
+                check_tensors("GraphINN", f"the tensor for {node!r}", [value],
+                              node.input_dims if rev else node.output_dims, floating=False)
         return xs, cs
 
     def _run_node(self, step: Step, inputs: Tuple[Any, ...], conditions: Tuple[Any, ...],
@@ -225,13 +225,12 @@ class GraphINN(MemoryEfficient, InvertibleModule):
                 slots[step.out_slots[0]] = self._run_node(step, (), conds, rev, jac)[0][0]
             else:
                 steps.append(step)
-        cond_slots = list(dict.fromkeys(s for step in steps for s in step.cond_slots))
-        index = {slot: i for i, slot in enumerate(cond_slots)}
+        used = {s for step in steps for s in step.cond_slots}  # conditions indexed by slot
         return run_by_inversion(
             [MemoryStep(self.module_list[s.module_index], functools.partial(self._run_node, s),
-                        s.in_slots, tuple(index[c] for c in s.cond_slots), s.out_slots)
-             for s in steps], plan.n_slots, (plan.start_slots, plan.end_slots),
-            [slots[s] for s in plan.start_slots], [slots[s] for s in cond_slots], rev, jac)
+                        s.in_slots, s.cond_slots, s.out_slots) for s in steps],
+            plan.n_slots, (plan.start_slots, plan.end_slots), [slots[s] for s in plan.start_slots],
+            [v if s in used else None for s, v in enumerate(slots)], rev, jac)
 
     def get_node_by_name(self, name: str) -> Optional[AbstractNode]:
         """The first node of ``node_list`` called ``name``, else ``None``."""
