@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Dict, NamedTuple, Tuple
+from typing import Any, Dict, NamedTuple, Tuple
 
 from .nodes import AbstractNode, ConditionNode, FeedForwardNode, InputNode, OutputNode
 
@@ -35,13 +35,6 @@ class Plan(NamedTuple):
     keys: Dict[Connection, int]
 
 
-def _slot(keys: Dict[Connection, int], conn: object, reader: AbstractNode) -> int:
-    """The slot holding ``conn``; an error if nothing computes it before ``reader`` runs."""
-    if conn not in keys:
-        raise ValueError(f"{reader} reads {conn}, which no earlier node computes.")
-    return keys[conn]
-
-
 def build_plan(
     order: Sequence[AbstractNode],
     in_nodes: Sequence[AbstractNode],
@@ -60,16 +53,16 @@ def build_plan(
         rev: plan the reverse direction (start at the OutputNodes).
     """
     starts, ends = (out_nodes, in_nodes) if rev else (in_nodes, out_nodes)
-    keys: Dict[Connection, int] = {}
+    keys: Dict[Any, int] = {}  # connection -> slot
     for node in [*starts, *condition_nodes]:
         keys[(node, 0)] = len(keys)
     steps = []
     for node in order:
         if isinstance(node, (InputNode, OutputNode, ConditionNode)):
             continue
-        in_slots = tuple(_slot(keys, c, node) for c in (node.outputs if rev else node.inputs))
-        cond_slots = tuple(_slot(keys, c, node)
-                           for c in (node.rev_conditions() if rev else node.conditions))
+        # the order lists every node after those it reads from, so each key exists
+        in_slots = tuple(keys[c] for c in (node.outputs if rev else node.inputs))
+        cond_slots = tuple(keys[c] for c in (node.rev_conditions() if rev else node.conditions))
         # a node's reverse outputs are its forward inputs; FeedForwardNodes always run forwards
         reverses = rev and not isinstance(node, FeedForwardNode)
         first = len(keys)
@@ -79,7 +72,7 @@ def build_plan(
                           tuple(range(first, first + n_out))))
     n_slots = len(keys)
     for end in ends:
-        keys[(end, 0)] = _slot(keys, end.outputs[0] if rev else end.inputs[0], end)
+        keys[(end, 0)] = keys[end.outputs[0] if rev else end.inputs[0]]
     return Plan(tuple(starts), tuple(keys[(n, 0)] for n in starts),
                 tuple(keys[(n, 0)] for n in condition_nodes), tuple(steps),
                 tuple(keys[(n, 0)] for n in ends), n_slots, keys)
