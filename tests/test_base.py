@@ -1,4 +1,4 @@
-"""The InvertibleModule contract (FrEIA's calling convention and attributes) and the Inverse wrapper."""
+"""The InvertibleModule contract (calling convention and attributes) and the Inverse wrapper."""
 
 from __future__ import annotations
 

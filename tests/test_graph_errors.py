@@ -93,7 +93,7 @@ def test_instance_with_args_or_wrong_dims() -> None:
     with pytest.raises(TypeError, match="module_type"):
         Node(inp, 5)
     for module_type in (nn.Linear, nn.Linear(4, 4)):  # FrEIA: torch's own constructor error
-        with pytest.raises(TypeError, match=r"Node.*module_type must be an InvertibleModule.*Linear"):
+        with pytest.raises(TypeError, match=r"Node.*module_type must be an Invertible.*Linear"):
             Node(inp, module_type, {"in_features": 4, "out_features": 4}
                  if isinstance(module_type, type) else None)
     with pytest.raises(TypeError, match=r"Node.*the factory make_linear returned a Linear"):
@@ -233,8 +233,8 @@ def test_wrong_number_and_shape_of_inputs() -> None:
     with pytest.raises(TypeError, match="c must be"):
         graph(x, c=3)
     for rev in (False, True):
-        with pytest.raises(TypeError, match=r"GraphINN: the tensor for (In|Out)putNode .* must be a "
-                           r"torch.Tensor, got float"):
+        with pytest.raises(TypeError, match=r"GraphINN: the tensor for (In|Out)putNode .* must be "
+                           r"a torch.Tensor, got float"):
             graph([3.0], rev=rev)
     with pytest.raises(TypeError, match=r"GraphINN: x_or_z must be a tensor.*got ndarray"):
         graph(np.zeros((2, 3), dtype=np.float32))

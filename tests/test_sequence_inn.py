@@ -176,7 +176,8 @@ def test_append_instance_and_errors() -> None:
         inn.append(nn.Linear, in_features=4, out_features=4)  # FrEIA: torch's constructor error
     with pytest.raises(TypeError, match=r"SequenceINN.append takes an InvertibleModule.*Linear"):
         inn.append(nn.Linear(4, 4))
-    with pytest.raises(TypeError, match=r"SequenceINN.append: the factory make_linear returned a Linear"):
+    with pytest.raises(TypeError, match=r"SequenceINN.append: the factory make_linear returned a "
+                       r"Linear"):
         inn.append(make_linear)
     # failed appends leave the container consistent (FrEIA recorded cond before building)
     assert len(inn) == 2 and inn.conditions == [None, None] and len(inn.shapes) == 3

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -280,7 +280,7 @@ def _context(
             f"check_module: {type(module).__name__} has no dims_in attribute; pass dims_in"
         )
     given_dims = dims_in is not None
-    dims_in = _shape_list(getattr(module, "dims_in") if dims_in is None else dims_in)
+    dims_in = _shape_list(cast(Any, module).dims_in if dims_in is None else dims_in)
     dims_c = _shape_list(getattr(module, "dims_c", []) if dims_c is None else dims_c)
     for m in (module, fresh):
         if m is not None and dtype is not None:
@@ -307,7 +307,7 @@ def _expected_output_dims(
     """``output_dims`` of the module (containers included), or ``None`` and the error."""
     try:
         if given and _shape_list(getattr(module, "dims_in", [])) != dims_in:
-            return _shape_list(getattr(module, "output_dims")(dims_in)), ""
+            return _shape_list(cast(Any, module).output_dims(dims_in)), ""
         return _shape_list(output_dims_compatible(module)), ""
     except Exception as error:  # reported by the output_dims check
         return None, f"{type(error).__name__}: {error}"
