@@ -66,26 +66,25 @@ def module_reference(module: nn.Module) -> Optional[Tensor]:
 
     The first floating-point parameter of ``module`` (depth first), else its first floating
     buffer, else its first tensor of any dtype (e.g. an int64 permutation), else ``None`` for
-    parameter-free blocks, which accept any device and dtype.
+    parameter-free blocks, which accept any device and dtype. It runs on every call, so it walks
+    the module's dictionaries directly instead of building ``parameters()`` lists.
     """
-    found = _first_floating_parameter(module)
-    if found is not None:  # the common case, found without building generators
-        return found
-    first: Optional[Tensor] = None
-    for t in [*module.parameters(), *module.buffers()]:
-        if t.is_floating_point():
+    for floating in (True, False):
+        for table in ("_parameters", "_buffers"):
+            found = _first_tensor(module, table, floating)
+            if found is not None:
+                return found
+    return None
+
+
+def _first_tensor(module: nn.Module, table: str, floating: bool) -> Optional[Tensor]:
+    """The first tensor of ``module``'s ``table`` (``"_parameters"`` or ``"_buffers"``), its own
+    then its children's depth first, that is floating point if ``floating``."""
+    for t in getattr(module, table).values():
+        if t is not None and (t.is_floating_point() or not floating):
             return t
-        first = t if first is None else first
-    return first
-
-
-def _first_floating_parameter(module: nn.Module) -> Optional[Tensor]:
-    """The first floating-point parameter in ``module.parameters()`` order (depth first)."""
-    for p in module._parameters.values():
-        if p is not None and p.is_floating_point():
-            return p
     for child in module._modules.values():
-        found = _first_floating_parameter(child) if child is not None else None
+        found = None if child is None else _first_tensor(child, table, floating)
         if found is not None:
             return found
     return None
