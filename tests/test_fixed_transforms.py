@@ -210,7 +210,7 @@ def test_sigmoid_log_det_is_stable() -> None:
 def test_sigmoid_reverse_is_logit_and_nan_outside_unit_interval() -> None:
     module = InvertibleSigmoid([(3,)], dims_c=[(2,)])
     y = torch.tensor([[0.2, 0.5, 0.9]], dtype=torch.float64)
-    (x,), log_det_rev = module([y], c=[torch.zeros(1, 2)], rev=True)
+    (x,), log_det_rev = module([y], c=[torch.zeros(1, 2, dtype=torch.float64)], rev=True)
     assert torch.allclose(x, torch.log(y / (1 - y)))
     assert torch.allclose(log_det_rev, -torch.log(y * (1 - y)).sum(1))
     (bad,), _ = InvertibleSigmoid([(3,)])([torch.tensor([[1.5, -0.5, 0.5]])], rev=True)
