@@ -16,7 +16,7 @@ from typing import Iterable, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .utils import call_module, normalise_log_det
+from .utils import run_module as run
 
 __all__ = [
     "autograd_log_det",
@@ -36,24 +36,6 @@ __all__ = [
 
 Tensors = Tuple[Tensor, ...]
 Conditions = Optional[Sequence[Tensor]]
-
-
-def run(
-    module: nn.Module,
-    xs: Sequence[Tensor],
-    cs: Conditions = None,
-    rev: bool = False,
-    jac: bool = True,
-) -> Tuple[Tensors, Optional[Tensor]]:
-    """Call ``module`` with FrEIA's convention; return a tuple of outputs and a ``(B,)`` log-det."""
-    result = call_module(module, tuple(xs), None if cs is None else list(cs), rev, jac)
-    if not (isinstance(result, (tuple, list)) and len(result) == 2):
-        raise AssertionError(
-            f"{type(module).__name__} must return (outputs, log_det), got {type(result).__name__}"
-        )
-    outputs, log_det = result
-    outs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
-    return outs, normalise_log_det(log_det, outs[0], type(module).__name__, jac)
 
 
 def _max_diff(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:

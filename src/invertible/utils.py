@@ -24,6 +24,7 @@ __all__ = [
     "normalise_log_det",
     "output_dims_compatible",
     "plot_graph",
+    "run_module",
     "sum_except",
     "sum_except_batch",
     "tuple_free_batch_forward",
@@ -42,6 +43,23 @@ def call_module(
     if c is None:
         return module(x, rev=rev, jac=jac)
     return module(x, c=c, rev=rev, jac=jac)
+
+
+def run_module(module: nn.Module, xs: Sequence[Tensor], cs: Optional[Sequence[Any]] = None,
+               rev: bool = False, jac: bool = True) -> Tuple[Tuple[Tensor, ...], Optional[Tensor]]:
+    """Call ``module`` FrEIA's way (no or empty ``cs``: no conditions); return its outputs as a
+    tuple (a bare tensor too) and its log-det as a ``(batch,)`` tensor or ``None``.
+
+    Raises:
+        ValueError: the module did not return a pair ``(outputs, log_det)``, naming it.
+    """
+    name = type(module).__name__
+    result = call_module(module, tuple(xs), list(cs) if cs else None, rev, jac)
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        raise ValueError(f"{name} must return (outputs, log_det), got {type(result).__name__}.")
+    outputs, log_det = result
+    outs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    return outs, normalise_log_det(log_det, outs[0], name, jac)
 
 
 def normalise_log_det(log_det: object, like: Tensor, who: str, jac: bool) -> Optional[Tensor]:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..modules.base import InvertibleModule, check_tensors, list_of_int_tuples
 from ..modules.inverse import Inverse
-from ..utils import call_module, normalise_log_det, output_dims_compatible
+from ..utils import output_dims_compatible, run_module
 from ._calling import log_det_accumulator
 from ._memory import MemoryEfficient, Step, run_by_inversion
 
@@ -18,14 +18,6 @@ __all__ = ["SequenceINN"]
 
 Shape = Tuple[int, ...]
 Conditions = Union[None, Tensor, Sequence[Tensor]]
-
-
-def _run_block(module: nn.Module, xs: Tuple[Tensor, ...], cs: Tuple[Any, ...], rev: bool,
-               jac: bool) -> Tuple[Tuple[Tensor, ...], Optional[Tensor]]:
-    """One block's outputs as a tuple and its log-det as a ``(batch,)`` tensor or ``None``."""
-    out, j = call_module(module, xs, list(cs) if cs else None, rev, jac)
-    outs = (out,) if isinstance(out, Tensor) else tuple(out)
-    return outs, normalise_log_det(j, outs[0], type(module).__name__, jac)
 
 
 class SequenceINN(MemoryEfficient, InvertibleModule):
@@ -147,7 +139,7 @@ class SequenceINN(MemoryEfficient, InvertibleModule):
         xs, cs = self._checked_call(x_or_z, c, rev)
         if len(self) and self._by_inversion():
             order = range(len(self) - 1, -1, -1) if rev else range(len(self))
-            steps = [Step(self.module_list[i], functools.partial(_run_block, self.module_list[i]),
+            steps = [Step(self.module_list[i], functools.partial(run_module, self.module_list[i]),
                           (k,), tuple(c for c in self.conditions[i:i + 1] if c is not None),
                           (k + 1,)) for k, i in enumerate(order)]
             (z,), log_det = run_by_inversion(steps, len(steps) + 1, ((0,), (len(steps),)),
@@ -156,7 +148,7 @@ class SequenceINN(MemoryEfficient, InvertibleModule):
         log_det = log_det_accumulator(xs[0])
         chain = zip(self.module_list, self.conditions)  # no ModuleList indexing (~1 us a call)
         for module, k in (reversed(list(chain)) if rev else chain):
-            xs, j = _run_block(module, xs, () if k is None else (cs[k],), rev, jac)
+            xs, j = run_module(module, xs, None if k is None else [cs[k]], rev, jac)
             log_det = log_det if j is None else log_det + j
         return (xs if self.force_tuple_output else xs[0]), log_det
 
