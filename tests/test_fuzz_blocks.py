@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,8 @@ from invertible.modules.orthogonal import orth_correction
 from invertible.modules.splines import ElementwiseRationalQuadraticSpline
 from subnets import conv1x1_subnet, dense_subnet
 
+#: Random split sizes are often unequal, which ``Split`` warns about (as FrEIA's does).
+pytestmark = pytest.mark.filterwarnings("ignore:Split will create sections of unequal size")
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 D = torch.float64
 Shape = Tuple[int, ...]

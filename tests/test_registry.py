@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import invertible.framework as Ff
 import invertible.modules as Fm
-from cases import all_cases, approximate_cases
+from cases import EXPECTED_WARNINGS, all_cases, approximate_cases
 from invertible.modules import InvertibleModule
+
+pytestmark = [pytest.mark.filterwarnings(w) for w in EXPECTED_WARNINGS]
 
 
 def exported_classes() -> set:

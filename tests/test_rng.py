@@ -1,7 +1,8 @@
 """Seeds, checkpoints and references: what a block keeps and what it leaves alone.
 
 * every block that takes a ``seed`` builds the same network from the same seed and never
-  touches torch's or numpy's global RNG state (project decision 2), building or running;
+  touches torch's or numpy's global RNG state, building or running (FrEIA's ``PermuteRandom``
+  reseeds numpy's global generator, which silently changes the user's own random draws);
 * every registered case's ``state_dict`` survives ``torch.save``/``torch.load(weights_only=True)``
   and reproduces the outputs exactly;
 * no block keeps a reference to a caller's tensor after a call (forward, reverse, backward).
@@ -21,12 +22,13 @@ import torch
 from torch import Tensor, nn
 
 import invertible.modules as Fm
-from cases import Case, all_cases, approximate_cases
+from cases import EXPECTED_WARNINGS, Case, all_cases, approximate_cases
 from invertible import testing as T
 from invertible.modules.gaussian_mixture import GaussianMixtureModel
 from invertible.utils import output_dims_compatible
 
 CASES = all_cases() + approximate_cases()
+pytestmark = [pytest.mark.filterwarnings(w) for w in EXPECTED_WARNINGS]
 IDS = [case.id for case in CASES]
 
 

@@ -10,11 +10,11 @@ from torch import Tensor
 from invertible.modules.coupling_layers import (
     AffineCouplingOneSided,
     ConditionalAffineTransform,
+    CouplingBlock,
     GINCouplingBlock,
     GLOWCouplingBlock,
     NICECouplingBlock,
     RNVPCouplingBlock,
-    _BaseCouplingBlock,
 )
 from subnets import conv_subnet, dense_subnet
 
@@ -40,7 +40,9 @@ COND_LAYOUTS: List[Tuple[str, Shape, object, Shape]] = [
     ("vec", (4,), dense_subnet, (3,)),
     ("img", (4, 3, 3), conv_subnet, (2, 3, 3)),
 ]
-BLOCKS: List[Tuple[str, Type[_BaseCouplingBlock]]] = [
+#: Every case exercises the shared coupling base, which users subclass for a new coupling.
+coupling_case = partial(Case, covers=(CouplingBlock,))
+BLOCKS: List[Tuple[str, Type[CouplingBlock]]] = [
     ("nice", NICECouplingBlock),
     ("rnvp", RNVPCouplingBlock),
     ("glow", GLOWCouplingBlock),
@@ -55,20 +57,22 @@ def _cases() -> List[Case]:
     for name, cls in BLOCKS:
         for rank, shape, subnet, _ in LAYOUTS:
             build = partial(cls, [shape], subnet_constructor=subnet)
-            cases.append(Case(id=f"coupling-{name}-{rank}", build=build))
+            cases.append(coupling_case(id=f"coupling-{name}-{rank}", build=build))
         for rank, shape, subnet, cond in COND_LAYOUTS:
             build = partial(cls, [shape], [cond], subnet_constructor=subnet)
-            cases.append(Case(id=f"coupling-{name}-{rank}-cond", build=build, cond_shapes=(cond,)))
+            cases.append(coupling_case(id=f"coupling-{name}-{rank}-cond", build=build,
+                                       cond_shapes=(cond,)))
     for rank, shape, subnet, cond in COND_LAYOUTS:
         build = partial(ConditionalAffineTransform, [shape], [cond], subnet_constructor=subnet)
-        cases.append(Case(id=f"coupling-cond_affine-{rank}", build=build, cond_shapes=(cond,)))
+        cases.append(coupling_case(id=f"coupling-cond_affine-{rank}", build=build,
+                                   cond_shapes=(cond,)))
     two = ((3,), (1,))
-    cases.append(Case(
+    cases.append(coupling_case(
         id="coupling-cond_affine-vec-two_conds", cond_shapes=two,
         build=partial(ConditionalAffineTransform, [(4,)], list(two),
                       subnet_constructor=dense_subnet),
     ))
-    cases.append(Case(
+    cases.append(coupling_case(
         id="coupling-rnvp-vec-two_conds", cond_shapes=two,
         build=partial(RNVPCouplingBlock, [(5,)], list(two), subnet_constructor=dense_subnet),
     ))
@@ -79,29 +83,33 @@ def _option_cases() -> List[Case]:
     """Odd C, int split_len, each clamp activation and a user callable clamp."""
     glow = partial(GLOWCouplingBlock, subnet_constructor=dense_subnet)
     return [
-        Case(id="coupling-glow-vec-c3", build=partial(glow, [(3,)])),
-        Case(id="coupling-glow-vec-split_int", build=partial(glow, [(6,)], split_len=1)),
-        Case(id="coupling-glow-vec-split_0.3", build=partial(glow, [(5,)], split_len=0.3)),
-        Case(id="coupling-nice-vec-split_int",
-             build=partial(NICECouplingBlock, [(5,)], subnet_constructor=dense_subnet,
-                           split_len=4)),
-        Case(id="coupling-affine_one_sided-vec-split_int",
-             build=partial(AffineCouplingOneSided, [(5,)], subnet_constructor=dense_subnet,
-                           split_len=3)),
-        Case(id="coupling-glow-vec-atan", build=partial(glow, [(4,)], clamp_activation="ATAN")),
-        Case(id="coupling-glow-vec-tanh",
-             build=partial(glow, [(4,)], clamp=1.0, clamp_activation="TANH")),
-        Case(id="coupling-rnvp-img-sigmoid",
-             build=partial(RNVPCouplingBlock, [(3, 3, 3)], subnet_constructor=conv_subnet,
-                           clamp_activation="SIGMOID")),
-        Case(id="coupling-gin-img-tanh",
-             build=partial(GINCouplingBlock, [(5, 3, 3)], subnet_constructor=conv_subnet,
-                           clamp_activation="TANH")),
-        Case(id="coupling-glow-vec-callable_clamp",
-             build=partial(glow, [(4,)], clamp=1.5, clamp_activation=softsign_clamp)),
-        Case(id="coupling-cond_affine-vec-callable_clamp", cond_shapes=((2,),),
-             build=partial(ConditionalAffineTransform, [(3,)], [(2,)],
-                           subnet_constructor=dense_subnet, clamp_activation=softsign_clamp)),
+        coupling_case(id="coupling-glow-vec-c3", build=partial(glow, [(3,)])),
+        coupling_case(id="coupling-glow-vec-split_int",
+                      build=partial(glow, [(6,)], split_len=1)),
+        coupling_case(id="coupling-glow-vec-split_0.3",
+                      build=partial(glow, [(5,)], split_len=0.3)),
+        coupling_case(id="coupling-nice-vec-split_int",
+                      build=partial(NICECouplingBlock, [(5,)], subnet_constructor=dense_subnet,
+                                    split_len=4)),
+        coupling_case(id="coupling-affine_one_sided-vec-split_int",
+                      build=partial(AffineCouplingOneSided, [(5,)], subnet_constructor=dense_subnet,
+                                    split_len=3)),
+        coupling_case(id="coupling-glow-vec-atan",
+                      build=partial(glow, [(4,)], clamp_activation="ATAN")),
+        coupling_case(id="coupling-glow-vec-tanh",
+                      build=partial(glow, [(4,)], clamp=1.0, clamp_activation="TANH")),
+        coupling_case(id="coupling-rnvp-img-sigmoid",
+                      build=partial(RNVPCouplingBlock, [(3, 3, 3)], subnet_constructor=conv_subnet,
+                                    clamp_activation="SIGMOID")),
+        coupling_case(id="coupling-gin-img-tanh",
+                      build=partial(GINCouplingBlock, [(5, 3, 3)], subnet_constructor=conv_subnet,
+                                    clamp_activation="TANH")),
+        coupling_case(id="coupling-glow-vec-callable_clamp",
+                      build=partial(glow, [(4,)], clamp=1.5, clamp_activation=softsign_clamp)),
+        coupling_case(id="coupling-cond_affine-vec-callable_clamp", cond_shapes=((2,),),
+                      build=partial(ConditionalAffineTransform, [(3,)], [(2,)],
+                                    subnet_constructor=dense_subnet,
+                                    clamp_activation=softsign_clamp)),
     ]
 
 

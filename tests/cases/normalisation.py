@@ -87,7 +87,8 @@ def orthogonal_conv(channels: int, size: int, kernel_size: int) -> InvAutoConv2D
 CASES: List[Case] = [
     Case("actnorm-vec", partial(actnorm_with_data, (5,))),
     Case("actnorm-img", partial(actnorm_with_data, (3, 4, 4))),
-    # initialised by the first call the suite makes, in whichever direction (K16)
+    # initialised by the first call the suite makes, in whichever direction, as FrEIA's ActNorm
+    # does (a reverse pass first initialises it from latents, with a warning)
     Case("actnorm-vec-lazy-init", partial(ActNorm, [(4,)])),
     Case("actnorm-img-lazy-init", partial(ActNorm, [(2, 3, 3)])),
     Case("invauto-act-vec", partial(perturbed, partial(InvAutoAct, [(5,)]))),
