@@ -7,11 +7,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from ..utils import call_module as call_module  # the calling convention, kept importable here
-from ..utils import normalise_log_det as normalise_log_det
-
-__all__ = ["autocast_state", "call_module", "compiling", "log_det_accumulator",
-           "normalise_log_det"]
+__all__ = ["autocast_state", "compiling", "log_det_accumulator"]
 
 
 def _autocast_on(device_type: str) -> bool:
