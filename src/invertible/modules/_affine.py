@@ -19,19 +19,20 @@ __all__ = ["CLAMP_ACTIVATIONS", "GLOBAL_AFFINE_TYPES", "ClampActivation", "acc_d
 ClampActivation = Callable[[Tensor], Tensor]
 
 
-def atan_clamp(u: Tensor) -> Tensor:
-    """``0.636 * atan(u)``: a soft clamp to about (-1, 1) (FrEIA's literal 0.636, not 2/pi)."""
-    return 0.636 * torch.atan(u)
+def atan_clamp(u: Tensor, clamp: float = 1.0) -> Tensor:
+    """``clamp * 0.636 * atan(u)``: a soft clamp to about (-clamp, clamp) (FrEIA's literal 0.636,
+    not 2/pi). The built-in clamps take ``clamp`` themselves, so that a coupling multiplies once."""
+    return torch.atan(u) * (0.636 * clamp)
 
 
-def tanh_clamp(u: Tensor) -> Tensor:
-    """``tanh(u)``: a soft clamp to (-1, 1)."""
-    return torch.tanh(u)
+def tanh_clamp(u: Tensor, clamp: float = 1.0) -> Tensor:
+    """``clamp * tanh(u)``: a soft clamp to (-clamp, clamp)."""
+    return torch.tanh(u) * clamp
 
 
-def sigmoid_clamp(u: Tensor) -> Tensor:
-    """``2 * (sigmoid(u) - 0.5)``: a soft clamp to (-1, 1)."""
-    return 2.0 * (torch.sigmoid(u) - 0.5)
+def sigmoid_clamp(u: Tensor, clamp: float = 1.0) -> Tensor:
+    """``clamp * 2 (sigmoid(u) - 0.5)``: a soft clamp to (-clamp, clamp)."""
+    return (torch.sigmoid(u) - 0.5) * (2.0 * clamp)
 
 
 def identity(u: Tensor) -> Tensor:
@@ -66,14 +67,15 @@ def resolve_clamp_activation(
     return clamp_activation
 
 
-def soft_clamp(a: Tensor, clamp: float) -> Tensor:
-    """FrEIA HEAD's log-scale clamp ``κ tanh(a/κ)``: about ``a`` near 0, bounded by ``±κ``."""
-    return clamp * torch.tanh(a / clamp)
+def soft_clamp(a: Tensor, clamp: float, scale: float = 1.0) -> Tensor:
+    """FrEIA HEAD's log-scale clamp ``κ tanh(λa/κ)`` of ``λa``: about ``λa`` near 0, bounded by
+    ``±κ`` (``λ = scale`` folds AllInOneBlock's factor 0.1 into one multiplication)."""
+    return torch.tanh(a * (scale / clamp)) * clamp
 
 
-def legacy_soft_clamp(a: Tensor, clamp: float) -> Tensor:
-    """PyPI FrEIA 0.2's (and anomalib's) log-scale clamp ``κ tanh(a)``."""
-    return clamp * torch.tanh(a)
+def legacy_soft_clamp(a: Tensor, clamp: float, scale: float = 1.0) -> Tensor:
+    """PyPI FrEIA 0.2's (and anomalib's) log-scale clamp ``κ tanh(λa)`` of ``λa``."""
+    return torch.tanh(a * scale) * clamp
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:

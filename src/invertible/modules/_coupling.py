@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .._errors import InvertibleAssertionError, InvertibleTypeError
-from ._affine import ClampActivation, acc_dtype, affine, resolve_clamp_activation
+from ._affine import CLAMP_ACTIVATIONS, ClampActivation, acc_dtype, affine, resolve_clamp_activation
 from ._common import (
     Dims,
     ShapeList,
@@ -194,6 +194,7 @@ class CouplingBlock(InvertibleModule):
             _warn_empty_half(block, split_len, self.split_len1, self.split_len2)
         self.clamp = clamp
         self.f_clamp = resolve_clamp_activation(block, clamp_activation)
+        self._clamp_takes_scale = self.f_clamp in CLAMP_ACTIVATIONS.values()  # built-ins do
         self._broadcast = self.ndims > 1 and any(len(dc) == 1 for dc in self.dims_c)
 
     def _build_subnets(self, subnet_constructor: Optional[SubnetConstructor]) -> None:
@@ -251,14 +252,20 @@ class CouplingBlock(InvertibleModule):
                 -1, -1, *x.shape[2:]) for t in cs]
         parts = [x] if self._whole else list(x.split_with_sizes((self.split_len1,
                                                                  self.split_len2), 1))
+        check = not torch.jit.is_tracing()  # traced sizes are tensors, not ints
         log_det: Optional[Tensor] = None
         for target, source, names, width in self._steps[::-1] if rev else self._steps:
             if source < 0:
                 u = cs[0] if len(cs) == 1 else torch.cat(cs, 1)
             else:
                 u = torch.cat([parts[source], *cs], 1) if cs else parts[source]
-            params = tuple([self._subnet_output(name, u, width) for name in names])
-            parts[target], log_jac = self.transform(parts[target], params, rev)
+            params = []
+            for name in names:
+                a = getattr(self, name)(u)
+                if check and (a.dim() < 2 or a.shape[1] != width):
+                    self._wrong_subnet_output(name, a, u, width)
+                params.append(a)
+            parts[target], log_jac = self.transform(parts[target], tuple(params), rev)
             if isinstance(log_jac, Tensor):
                 if log_jac.dim() > 1:
                     log_jac = log_jac.sum(tuple(range(1, log_jac.dim())),
@@ -269,17 +276,13 @@ class CouplingBlock(InvertibleModule):
             return y, y.new_zeros(y.shape[0])
         return y, -log_det if rev else log_det
 
-    def _subnet_output(self, name: str, u: Tensor, width: int) -> Tensor:
-        """Subnet ``name`` on ``u``; ``ValueError`` naming block and subnet unless it returns
-        ``width`` channels (an int comparison; skipped while ``torch.jit.trace`` runs)."""
-        a = getattr(self, name)(u)
-        if not torch.jit.is_tracing() and (a.dim() < 2 or a.shape[1] != width):
-            got = f"{a.shape[1]} channels" if a.dim() >= 2 else f"a {a.dim()}-dim tensor"
-            raise ValueError(
-                f"{type(self).__name__}: subnet {name!r} returned {got} (output shape "
-                f"{tuple(a.shape)}), expected {width} channels (input had {u.shape[1]})."
-            )
-        return a
+    def _wrong_subnet_output(self, name: str, a: Tensor, u: Tensor, width: int) -> None:
+        """Raise the ``ValueError`` for subnet ``name``'s output ``a`` (not ``width`` channels)."""
+        got = f"{a.shape[1]} channels" if a.dim() >= 2 else f"a {a.dim()}-dim tensor"
+        raise ValueError(
+            f"{type(self).__name__}: subnet {name!r} returned {got} (output shape "
+            f"{tuple(a.shape)}), expected {width} channels (input had {u.shape[1]})."
+        )
 
     def transform(self, x: Tensor, params: Params, rev: bool) -> Tuple[Tensor, LogJacobian]:
         r"""Transform one part ``x`` with its subnet outputs ``params`` (inverse when ``rev``).
@@ -290,11 +293,15 @@ class CouplingBlock(InvertibleModule):
         Returns:
             ``(y, log_jac)``, ``log_jac`` as described in the class docstring.
         """
-        s_raw, t = params[0].chunk(2, dim=1)
+        n = x.shape[1]
+        s_raw, t = params[0].split_with_sizes((n, n), 1)  # cheaper to call than chunk
         return affine(x, self.clamped(s_raw), t, rev)
 
     def clamped(self, s_raw: Tensor) -> Tensor:
-        """The clamped log-scale ``clamp * f_clamp(s_raw)``."""
+        """The clamped log-scale ``clamp * f_clamp(s_raw)`` (the built-in clamps multiply by
+        ``clamp`` themselves, one multiplication fewer)."""
+        if self._clamp_takes_scale:
+            return self.f_clamp(s_raw, self.clamp)  # type: ignore[call-arg]
         return self.clamp * self.f_clamp(s_raw)
 
     def output_dims(self, input_dims: ShapeList) -> ShapeList:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any, Dict, Optional, Tuple, Union, cast
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -151,6 +151,7 @@ class AllInOneBlock(CouplingBlock):
         self._setup(affine_clamping, identity, channels - channels // 2)  # ceil(C/2) | floor
         self.legacy_clamp = legacy_clamp
         self.in_channels, self.splits = self.channels, [self.split_len1, self.split_len2]
+        self._halves = (self.split_len2, self.split_len2)  # [s, t] of the subnet output
         self.condition_channels = self.condition_length
         self.input_rank = self.ndims - 1
         self.sum_dims = tuple(range(1, 2 + self.input_rank))
@@ -211,7 +212,7 @@ class AllInOneBlock(CouplingBlock):
             w = householder_product(self.w_0, self.vk_householder)
             kernel = matrix_kernel(w, self.input_rank)
             return kernel, kernel.transpose(0, 1)
-        return cast(Tensor, self.w_perm), cast(Tensor, self.w_perm_inv)  # set without K
+        return self.w_perm, self.w_perm_inv  # type: ignore[return-value] # set unless K > 0
 
     def _global_affine(self, x: Tensor) -> Tuple[Optional[Tensor], Union[Tensor, float]]:
         """``(Ψ(global_scale), n_pix Σ_c ln Ψ)`` with ``n_pix`` the positions of ``x`` (the sum
@@ -224,13 +225,13 @@ class AllInOneBlock(CouplingBlock):
         return scale, log_scale if n_pixels == 1 else log_scale * n_pixels
 
     def transform(self, x: Tensor, params: Params, rev: bool) -> Tuple[Tensor, Tensor]:
-        """The affine half: ``a = 0.1 r``, ``s = clamp_function(a_s, κ)`` (centred in GIN
-        mode), ``t = a_t`` from the subnet output ``r``, in FrEIA's order of operations."""
-        s, t = (0.1 * params[0]).chunk(2, dim=1)
-        s = self.clamp_function(s, self.clamp)
+        """The affine half: ``s = clamp_function(0.1 r_s, κ)`` (centred in GIN mode) and
+        ``t = 0.1 r_t`` from the subnet output ``r = [r_s, r_t]``."""
+        r_s, r_t = params[0].split_with_sizes(self._halves, 1)
+        s = self.clamp_function(r_s, self.clamp, 0.1)
         if self.GIN:
             s = s - s.mean(dim=self.sum_dims, keepdim=True)
-        return affine(x, s, t, rev)
+        return affine(x, s, r_t * 0.1, rev)
 
     def forward(
         self,

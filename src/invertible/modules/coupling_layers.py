@@ -104,7 +104,8 @@ class GINCouplingBlock(CouplingBlock):
 
     def transform(self, x: Tensor, params: Params, rev: bool) -> Tuple[Tensor, float]:
         """Glow's map with the clamped log-scale centred over channels."""
-        s_raw, t = params[0].chunk(2, dim=1)
+        n = x.shape[1]
+        s_raw, t = params[0].split_with_sizes((n, n), 1)
         return affine(x, centre_channels(self.clamped(s_raw)), t, rev)[0], 0.0
 
 
