@@ -11,10 +11,9 @@ Measured on the benchmark workload W2 (``benchmarks/workloads.py``: 8 AllInOneBl
 (64, 32, 32), 3x3 conv subnets with 64 hidden channels, batch 8; one thread, Adam), in three
 runs of 50, 50 and 80 alternating pairs of steps on a shared CPU: without it a step takes 1.126,
 1.112 and 1.122 times as long (medians; interquartile ranges 1.099-1.152, 1.084-1.130 and
-1.098-1.138). Where subnets are cheaper
-the gain shrinks (a FastFlow-like chain with 1x1 and 3x3 subnets of the input's width: 1.06-1.07;
-dense couplings on vectors: none). The price is one ``torch.equal`` per subnet call in the
-backward pass, a device synchronisation on a GPU.
+1.098-1.138). Where subnets are cheaper the gain shrinks (a FastFlow-like chain with 1x1 and 3x3
+subnets of the input's width: 1.06-1.07; dense couplings on vectors: none). The price is one
+``torch.equal`` per subnet call in the backward pass, a device synchronisation on a GPU.
 """
 
 from __future__ import annotations
