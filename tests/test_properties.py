@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -24,10 +24,20 @@ def variants(applies: Optional[Callable[[Case], bool]] = None) -> pytest.MarkDec
     Cases a property does not apply to (e.g. unconditioned ones for "conditions matter") are
     not generated at all, so a skip in the report always has a real reason.
     """
-    chosen = [(case, inverse) for case in CASES if applies is None or applies(case)
-              for inverse in (False, True)]
-    ids = [f"{case.id}{'-inverse' if inverse else ''}" for case, inverse in chosen]
-    return pytest.mark.parametrize("variant", chosen, ids=ids, indirect=True)
+    chosen = [variant_param((case, inverse)) for case in CASES
+              if applies is None or applies(case) for inverse in (False, True)]
+    return pytest.mark.parametrize("variant", chosen, indirect=True)
+
+
+def variant_param(variant: Tuple[Case, bool], rev: Optional[bool] = None) -> Any:
+    """``pytest.param`` of a variant (and a direction); the inverted variants repeat the plain
+    ones through a thin wrapper, so they are ``slow`` (left out of the quick subset)."""
+    case, inverse = variant
+    name = f"{case.id}{'-inverse' if inverse else ''}"
+    marks = [pytest.mark.slow] if inverse else []
+    if rev is None:
+        return pytest.param(variant, id=name, marks=marks)
+    return pytest.param(variant, rev, id=f"{'rev' if rev else 'fwd'}-{name}", marks=marks)
 
 
 def build(case: Case, inverse: bool, seed: int = 0) -> nn.Module:
@@ -93,15 +103,11 @@ def test_reverse_round_trip(variant) -> None:
 #: Both directions of each plain case, the forward of each inverted one: ``Inverse``'s reverse
 #: is the block's forward at the same points (``fwd`` of the plain case), and its log-det is
 #: minus the forward one (the inverted case's round trip).
-LOG_DET = [((case, inverse), rev) for case in CASES
+LOG_DET = [variant_param((case, inverse), rev) for case in CASES
            for inverse, rev in ((False, False), (False, True), (True, False))]
 
 
-@pytest.mark.parametrize(
-    ("variant", "rev"), LOG_DET, indirect=["variant"],
-    ids=[f"{'rev' if rev else 'fwd'}-{case.id}{'-inverse' if inverse else ''}"
-         for (case, inverse), rev in LOG_DET],
-)
+@pytest.mark.parametrize(("variant", "rev"), LOG_DET, indirect=["variant"])
 def test_log_det_matches_autograd(variant, rev: bool) -> None:
     case, inverse, module, xs, cs = variant
     points = xs if not rev else [z.detach() for z in T.run(module, xs, cs)[0]]
