@@ -7,23 +7,14 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["autocast_state", "compiling", "log_det_accumulator"]
+from ..modules.base import autocast_on
 
-
-def _autocast_on(device_type: str) -> bool:
-    """Whether autocast is on for ``device_type`` (``False`` for types it does not know)."""
-    try:
-        return bool(torch.is_autocast_enabled(device_type))
-    except TypeError:  # torch < 2.4 takes no device type
-        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu"
-                    else torch.is_autocast_enabled())
-    except RuntimeError:  # e.g. "meta": no autocast dispatch key
-        return False
+__all__ = ["autocast_state", "log_det_accumulator"]
 
 
 def autocast_state(device_type: str) -> Tuple[bool, torch.dtype]:
     """Whether autocast is on for ``device_type`` and its lower-precision dtype."""
-    if not _autocast_on(device_type):
+    if not autocast_on(device_type):
         return False, torch.float32
     try:
         return True, torch.get_autocast_dtype(device_type)
@@ -40,16 +31,6 @@ def log_det_accumulator(like: Tensor) -> Tensor:
     log-dets in float32. Each block's log-det is promoted when it is added.
     """
     dtype = like.dtype
-    if _autocast_on(like.device.type):
+    if autocast_on(like.device.type):
         dtype = torch.promote_types(dtype, torch.float32)
     return like.new_zeros(like.shape[0], dtype=dtype)
-
-
-def compiling() -> bool:
-    """Whether ``torch.compile`` or ``torch.export`` is tracing this call.
-
-    Asked at call time: decorating with ``torch.compiler.disable`` would import the whole
-    compiler stack (about a second) when the package is imported.
-    """
-    check = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(check()) if check is not None else False

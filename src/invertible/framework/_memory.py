@@ -41,8 +41,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from ..modules.base import InvertibleModule
-from ._calling import autocast_state, compiling, log_det_accumulator
+from ..modules.base import InvertibleModule, is_compiling
+from ._calling import autocast_state, log_det_accumulator
 from ._subnet_memo import SubnetMemo
 
 __all__ = ["MemoryEfficient", "Step", "run_by_inversion"]
@@ -102,7 +102,7 @@ class MemoryEfficient:
 
     def _by_inversion(self) -> bool:
         """Whether this call runs by inversion: switched on, recording, not being compiled."""
-        if self._memory_efficient and torch.is_grad_enabled() and not compiling():
+        if self._memory_efficient and torch.is_grad_enabled() and not is_compiling():
             self._refuse_inexact(self._blocks_to_invert())
             return True
         return False

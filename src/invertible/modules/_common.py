@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Tuple, Type
 import torch
 from torch import Tensor, nn
 
-from .base import Shape, ShapeList
+from .base import Shape, ShapeList, is_compiling
 
 if TYPE_CHECKING:  # typing.TypeGuard needs Python 3.10; annotations are not evaluated
     from typing_extensions import TypeGuard
@@ -71,12 +71,6 @@ def is_tracing() -> bool:
     Value-dependent diagnostics (checks that read tensor values) are skipped then.
     """
     return torch.jit.is_tracing() or is_compiling()
-
-
-def is_compiling() -> bool:
-    """Whether dynamo (``torch.compile``, ``torch.export``) is tracing this call."""
-    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(compiling()) if compiling is not None else False
 
 
 # --- build-time shape checks --------------------------------------------------------------------

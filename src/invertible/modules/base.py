@@ -10,7 +10,14 @@ from typing import Any, List, Optional, Tuple, Type
 import torch
 from torch import Tensor, nn
 
-__all__ = ["InvertibleModule", "check_tensors", "list_of_int_tuples", "module_reference"]
+__all__ = [
+    "InvertibleModule",
+    "autocast_on",
+    "check_tensors",
+    "is_compiling",
+    "list_of_int_tuples",
+    "module_reference",
+]
 
 Shape = Tuple[int, ...]
 ShapeList = List[Shape]
@@ -90,14 +97,26 @@ def _first_tensor(module: nn.Module, table: str, floating: bool) -> Optional[Ten
     return None
 
 
-def _autocast_on(device_type: str) -> bool:
-    """Whether ``torch.autocast`` is active for ``device_type`` (False for unknown types)."""
+def autocast_on(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is active for ``device_type`` (False for types it does not
+    know, e.g. "meta")."""
     try:
         return bool(torch.is_autocast_enabled(device_type))
     except TypeError:  # torch < 2.4 takes no device type
-        return bool(torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled())
-    except RuntimeError:  # a device type autocast does not know, e.g. "meta"
+        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu"
+                    else torch.is_autocast_enabled())
+    except RuntimeError:  # no autocast dispatch key for this device type
         return False
+
+
+def is_compiling() -> bool:
+    """Whether dynamo (``torch.compile``, ``torch.export``) is tracing this call.
+
+    Asked at call time: decorating with ``torch.compiler.disable`` would import the whole
+    compiler stack (about a second) when the package is imported.
+    """
+    check = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(check()) if check is not None else False
 
 
 def _shape_text(shape: Sequence[Any]) -> str:
@@ -209,7 +228,7 @@ def _check_like(owner: str, name: str, t: Tensor, like: Optional[Tensor], refere
             f"{owner}: {name} is on device {t.device}, but {reference} on {like.device}; move the "
             f"data or the block with .to(...)."
         )
-    if like.is_floating_point() and t.dtype != like.dtype and not _autocast_on(t.device.type):
+    if like.is_floating_point() and t.dtype != like.dtype and not autocast_on(t.device.type):
         raise TypeError(
             f"{owner}: {name} has dtype {t.dtype}, but {reference} {like.dtype}; convert the data "
             f"or the block (e.g. .to({like.dtype}))."
