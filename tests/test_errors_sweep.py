@@ -25,16 +25,15 @@ from torch import Tensor, nn
 
 from cases import EXPECTED_WARNINGS, Case, all_cases
 from invertible import testing as T
-from invertible.modules import HaarDownsampling, InvertibleModule, IRevNetDownsampling
+from invertible.modules import InvertibleModule
 from invertible.modules.base import module_reference
+from invertible.utils import output_dims_compatible
 from test_properties import build, inputs
 
 Shape = Tuple[int, ...]
 CASES = all_cases()
 pytestmark = [pytest.mark.filterwarnings(w) for w in EXPECTED_WARNINGS]
 BARE = (AssertionError, IndexError, KeyError, AttributeError)
-#: Blocks that halve the extents, so the sizes they accept must stay even.
-HALVING = (HaarDownsampling, IRevNetDownsampling)
 
 
 def _grown(t: Tensor, axis: int = 1) -> Tensor:
@@ -182,11 +181,23 @@ def test_wrong_condition_is_clear(case_module: Tuple[Case, nn.Module]) -> None:
 AUTOGRAD_LIMIT = 60
 
 
+def _shrinks(block: InvertibleModule) -> bool:
+    """Whether ``block`` maps images to smaller extents (a downsampling), so it needs them
+    divisible. Parts that declare no output shapes of their own (a block's helper module) do
+    not change shapes."""
+    if type(block).output_dims is InvertibleModule.output_dims:
+        return False
+    first = block.dims_in[0]
+    outs = output_dims_compatible(block)
+    return any(len(out) == len(first) > 1 and any(o < i for o, i in zip(out[1:], first[1:]))
+               for out in outs)
+
+
 def other_extents(module: nn.Module, shape: Shape) -> Shape:
     """``shape`` at another image size: extents + 1 (odd, non-square sizes for a square case),
-    doubled when a block halves the extents and so needs them even."""
-    halving = any(isinstance(block, HALVING) for block in _blocks(module))
-    return (shape[0], *(2 * s if halving else s + 1 for s in shape[1:]))
+    doubled when a block shrinks the extents and so needs them even."""
+    shrinking = any(_shrinks(block) for block in _blocks(module))
+    return (shape[0], *(2 * s if shrinking else s + 1 for s in shape[1:]))
 
 
 def resized(shapes: Sequence[Shape], rank: int, extents: Shape) -> List[Shape]:

@@ -2,6 +2,8 @@
 property-suite invariants (shapes, exact round trips, log-det = autograd slogdet, ``jac=False``,
 eval-mode batch independence, untouched inputs).
 
+Single blocks built for one image size also run at another (exact round trip there).
+
 The number of examples comes from the hypothesis profile (tests/conftest.py): ``ci`` (default,
 fast) or ``long`` (``HYPOTHESIS_PROFILE=long``).
 """
@@ -295,7 +297,8 @@ def test_random_split_graphs_keep_the_invariants(
 @SETTINGS
 @given(shape=shapes(), batch=st.integers(1, 4), data=st.data())
 def test_random_block_configurations_alone(shape: Shape, batch: int, data: st.DataObject) -> None:
-    """Single blocks with random split lengths, clamps and condition shapes, called directly."""
+    """Single blocks with random split lengths, clamps and condition shapes, called directly,
+    images also at another size than the one they were built for."""
     cond = data.draw(st.integers(0, 3))
     spec_strategy: Callable[..., Any] = data.draw(
         st.sampled_from([coupling_spec, all_in_one_spec, spline_spec])
@@ -310,3 +313,9 @@ def test_random_block_configurations_alone(shape: Shape, batch: int, data: st.Da
     check_invariants(block, [x], cs, [shape])
     if cs is not None:
         T.check_conditions_used(block, [x], cs)
+    if len(shape) == 3 and not block.fixed_size:  # built for one image size, run at another
+        other = (shape[0], shape[1] + 1, shape[2] + 2)
+        x2 = torch.randn(batch, *other, dtype=D, generator=gen)
+        cs2 = [torch.randn(batch, cond, *other[1:], dtype=D, generator=gen)] if cond else None
+        T.check_output_shapes(block, [x2], cs2, [other])
+        T.check_round_trip(block, [x2], cs2, atol=1e-8)
