@@ -16,7 +16,7 @@ import ctypes.util
 import gc
 import os
 import sys
-from typing import Callable, Iterator, List
+from typing import Iterator, List
 
 import pytest
 import torch
@@ -53,24 +53,11 @@ def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-def _heap_trimmer() -> Callable[[int], int]:
-    """glibc's ``malloc_trim``, which returns the C heap's free pages to the system; a no-op
-    elsewhere.
-
-    glibc keeps freed memory in the process: after one test module peaked at a few GB, the
-    process would stay that large for the rest of the run although the tensors are gone.
-    """
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    return trim if trim is not None else _no_trim
-
-
-def _no_trim(pad: int) -> int:
-    return 0
-
-
-_TRIM_HEAP = _heap_trimmer()
-
+#: glibc's ``malloc_trim`` (``None`` elsewhere): it returns the C heap's free pages to the
+#: system. glibc keeps freed memory in the process, so after one module peaked at a few GB the
+#: run would stay that large to its end although the tensors are gone.
+_LIBC = ctypes.util.find_library("c")
+MALLOC_TRIM = getattr(ctypes.CDLL(_LIBC), "malloc_trim", None) if _LIBC else None
 
 #: Growth of the resident memory during a module above which its cycles are collected (a full
 #: collection costs about 0.1 s, too much to pay after each of the many small modules).
@@ -97,4 +84,5 @@ def _release_memory_after_module() -> Iterator[None]:
         torch.compiler.reset()
     if start < 0 or _resident_bytes() - start > COLLECT_ABOVE:
         gc.collect()
-    _TRIM_HEAP(0)
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
