@@ -402,8 +402,14 @@ def test_base_is_public_and_keeps_freia_name() -> None:
     itself refuses to build without declared subnets."""
     assert _BaseCouplingBlock is CouplingBlock
     assert all(issubclass(cls, CouplingBlock) for cls in NAMES)
-    with pytest.raises(TypeError, match="CouplingBlock declares no subnets"):
+    with pytest.raises(TypeError, match=r"CouplingBlock.subnets must map .* got \{\}"):
         CouplingBlock([(4,)], subnet_constructor=dense_subnet)
+
+    class Mixed(CouplingBlock):
+        subnets = {"a": 0, "b": 1}  # noqa: RUF012 - the whole input and a half cannot mix
+
+    with pytest.raises(TypeError, match=r"Mixed.subnets must map .*'a': 0, 'b': 1"):
+        Mixed([(4,)], [(2,)], subnet_constructor=dense_subnet)
 
 
 def test_default_transform_is_glow_and_log_jac_is_forward() -> None:

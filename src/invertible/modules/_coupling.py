@@ -200,12 +200,13 @@ class CouplingBlock(InvertibleModule):
     def _build_subnets(self, subnet_constructor: Optional[SubnetConstructor]) -> None:
         """Build the declared ``subnets`` in their order; plan the steps of :meth:`_couple`."""
         block = type(self).__name__
-        if not self.subnets:
+        parts = set(self.subnets.values())
+        if not (parts and parts <= {1, 2} or parts == {0}):
             raise TypeError(
-                f"{block} declares no subnets: a coupling sets the class attribute subnets = "
-                f"{{name: part}} (see CouplingBlock's docstring)."
+                f"{block}.subnets must map subnet names to the part each one parametrises: 1 or "
+                f"2 (a half) or, alone, 0 (the whole input); got {self.subnets!r}."
             )
-        if 0 in self.subnets.values() and not self.conditional:
+        if parts == {0} and not self.conditional:
             raise ValueError(
                 f"{block} must have a condition: its subnet sees only the conditions (pass "
                 f"dims_c=[(channels, ...)])."
