@@ -201,7 +201,7 @@ class CouplingBlock(InvertibleModule):
         """Build the declared ``subnets`` in their order; plan the steps of :meth:`_couple`."""
         block = type(self).__name__
         parts = set(self.subnets.values())
-        if not (parts and parts <= {1, 2} or parts == {0}):
+        if not ((parts and parts <= {1, 2}) or parts == {0}):
             raise TypeError(
                 f"{block}.subnets must map subnet names to the part each one parametrises: 1 or "
                 f"2 (a half) or, alone, 0 (the whole input); got {self.subnets!r}."
