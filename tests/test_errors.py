@@ -401,8 +401,7 @@ CATALOGUE: List[Misuse] = [
     Misuse("spline-misspelled-keyword",
            lambda: Fm.RationalQuadraticSpline([(4,)], subnet_constructor=dense_subnet, binz=4),
            TypeError, PUBLIC + r"RationalQuadraticSpline: got an unexpected keyword argument "
-           r"'binz'; it takes RationalQuadraticSpline\(dims_in, .*bins=",
-           pending="src/invertible/modules/splines (names BinnedSplineBase and its signature)"),
+           r"'binz'; it takes RationalQuadraticSpline\(dims_in, .*bins="),
     # dims_in given as a bare tuple
     Misuse("glow-dims-bare-tuple",
            lambda: Fm.GLOWCouplingBlock((4,), subnet_constructor=dense_subnet), TypeError,

@@ -17,6 +17,7 @@ __all__ = [
     "is_compiling",
     "list_of_int_tuples",
     "module_reference",
+    "parameters_text",
 ]
 
 Shape = Tuple[int, ...]
@@ -299,7 +300,7 @@ class InvertibleModule(nn.Module):
                 inspect.signature(cls.__init__).bind(None, *args, **kwargs)
             except TypeError as problem:
                 raise TypeError(f"{cls.__name__}: {problem}; it takes "
-                                f"{cls.__name__}({_public_signature(cls)}).") from None
+                                f"{cls.__name__}({parameters_text(cls.__init__)}).") from None
         return super().__new__(cls)
 
     def __init__(
@@ -412,7 +413,9 @@ def _check_conditions_match(
             )
 
 
-def _public_signature(cls: Any) -> str:
-    """``cls.__init__``'s parameters without ``self`` and annotations, for messages."""
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    return ", ".join(str(p.replace(annotation=inspect.Parameter.empty)) for p in parameters)
+def parameters_text(function: Any, skip: Sequence[str] = ("self",)) -> str:
+    """``function``'s parameters without those in ``skip`` and without annotations, for
+    messages such as ``dims_in, dims_c=None, clamp=2.0``."""
+    parameters = inspect.signature(function).parameters.values()
+    return ", ".join(str(p.replace(annotation=inspect.Parameter.empty))
+                     for p in parameters if p.name not in skip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
@@ -24,7 +25,7 @@ from .._spline_kernels import (
     knot_extras,
     split_parameters,
 )
-from ..base import InvertibleModule
+from ..base import InvertibleModule, parameters_text
 
 __all__ = ["BinnedSpline", "BinnedSplineBase", "check_spline_arguments"]
 
@@ -189,10 +190,20 @@ class BinnedSpline(CouplingBlock):
     ) -> None:
         InvertibleModule.__init__(self, dims_in, dims_c)
         self._setup(0.0, identity, split_len)
+        options = inspect.signature(BinnedSplineBase.__init__).parameters
+        unknown = [key for key in kwargs if key not in options or key in ("dims_in", "dims_c")]
+        if unknown:  # the keywords pass through **kwargs: name the public class and its options
+            own = parameters_text(BinnedSpline.__init__, ("self", "kwargs"))
+            spline = parameters_text(BinnedSplineBase.__init__, (
+                "self", "dims_in", "dims_c", "parameter_counts"))
+            raise TypeError(
+                f"{type(self).__name__}: got an unexpected keyword argument {unknown[0]!r}; it "
+                f"takes {type(self).__name__}({own}, {spline})."
+            )
         try:
             self.spline_base = BinnedSplineBase(dims_in, dims_c, **kwargs)
-        except (InvertibleAssertionError, TypeError) as error:  # name the public class
-            raise type(error)(f"{type(self).__name__}: {error}") from None
+        except InvertibleAssertionError as error:  # name the public class
+            raise InvertibleAssertionError(f"{type(self).__name__}: {error}") from None
         self.params_per_channel = sum(self.spline_base.parameter_counts.values())
         self._build_subnets(subnet_constructor)
 
