@@ -84,17 +84,20 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def affine(x: Tensor, s: Tensor, t: Tensor, rev: bool) -> Tuple[Tensor, Tensor]:
-    r"""The element-wise affine map :math:`y = x \odot e^{s} + t` and its log-derivative ``s``.
+def affine(x: Tensor, s: Tensor, t: Tensor, rev: bool, t_scale: float = 1.0
+           ) -> Tuple[Tensor, Tensor]:
+    r"""The element-wise affine map :math:`y = x \odot e^{s} + a t` and its log-derivative ``s``.
 
-    With ``rev=True`` ``x`` is the output and the inverse :math:`(x - t) / e^{s}` is returned
-    (one op fewer than multiplying by :math:`e^{-s}`). The second value is always the forward
-    map's element-wise :math:`\log|dy/dx| = s`; summing and the sign of the reverse direction
-    are the caller's (see :class:`~invertible.modules.CouplingBlock`).
+    ``a = t_scale`` lets a caller whose shift is a scaled subnet output pass the raw output: the
+    inverse :math:`(x - a t) / e^{s}` (``x`` is then the output) takes the factor in its
+    subtraction, one pass over the data fewer. The inverse divides by :math:`e^{s}`, one op
+    fewer than multiplying by :math:`e^{-s}`. The second value is always the forward map's
+    element-wise :math:`\log|dy/dx| = s`; summing and the sign of the reverse direction are the
+    caller's (see :class:`~invertible.modules.CouplingBlock`).
     """
     if rev:
-        return (x - t) / torch.exp(s), s
-    return torch.addcmul(t, x, torch.exp(s)), s
+        return torch.sub(x, t, alpha=t_scale) / torch.exp(s), s
+    return torch.addcmul(t if t_scale == 1.0 else t * t_scale, x, torch.exp(s)), s
 
 
 def centre_channels(s: Tensor) -> Tensor:

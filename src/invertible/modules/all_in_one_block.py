@@ -231,7 +231,7 @@ class AllInOneBlock(CouplingBlock):
         s = self.clamp_function(r_s, self.clamp, 0.1)
         if self.GIN:
             s = s - s.mean(dim=self.sum_dims, keepdim=True)
-        return affine(x, s, r_t * 0.1, rev)
+        return affine(x, s, r_t, rev, t_scale=0.1)
 
     def forward(
         self,
@@ -251,8 +251,9 @@ class AllInOneBlock(CouplingBlock):
         scale, log_scale = self._global_affine(data)
         offset = self.global_offset
         if rev:
-            u = self.permute_function(data, w_inv) - offset
-            out, log_det = self._couple(u if scale is None else u / scale, cs, True)
+            u = self.permute_function(data, w_inv)  # then (u - b) / Ψ in one pass over u:
+            u = u - offset if scale is None else torch.addcmul(-offset / scale, u, 1 / scale)
+            out, log_det = self._couple(u, cs, True)
             log_det = log_det - log_scale
             if self.reverse_pre_permute:
                 out = self.permute_function(out, w)
