@@ -286,6 +286,9 @@ CATALOGUE: List[Misuse] = [
     Misuse("glow-unexpected-condition", lambda: glow()([x(4)], c=[x(2)]), ValueError,
            r"GLOWCouplingBlock takes no conditions \(dims_c=\[\]\), but 1 condition tensor\(s\) "
            r"were given"),
+    Misuse("glow-unexpected-bare-condition", lambda: glow()([x(4)], c=x(2)), ValueError,
+           r"GLOWCouplingBlock takes no conditions \(dims_c=\[\]\), but 1 condition tensor\(s\) "
+           r"were given"),
     Misuse("householder-unexpected-condition",
            lambda: Fm.HouseholderPerm([(4,)], n_reflections=2)([x(4)], c=[x(8)]), ValueError,
            r"HouseholderPerm takes no conditions \(dims_c=\[\]\), but 1 condition tensor\(s\) "

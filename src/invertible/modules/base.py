@@ -240,13 +240,12 @@ def _condition_list(owner: str, c: Any, dims_c: ShapeList) -> List[Tensor]:
     """The conditions as a list (``None``/``()`` mean none, a bare tensor means ``[c]``)."""
     if c is None:
         return []
-    if isinstance(c, Tensor):
-        return [c]
-    if not isinstance(c, (list, tuple)):
+    if not isinstance(c, (list, tuple, Tensor)):
         raise TypeError(
             f"{owner} takes its conditions as a list or tuple of tensors, got "
             f"{type(c).__name__}."
         )
+    c = [c] if isinstance(c, Tensor) else c
     if c and not dims_c:
         raise ValueError(
             f"{owner} takes no conditions (dims_c=[]), but {len(c)} condition tensor(s) were "
