@@ -26,6 +26,7 @@ from .inv_auto_layers import (
 )
 from .inverse import Inverse
 from .invertible_resnet import ActNorm, IResNetLayer
+from .learned_conv import Learned1x1Conv
 from .orthogonal import HouseholderPerm, OrthogonalTransform
 from .reshapes import (
     Flatten,
@@ -78,6 +79,7 @@ __all__ = [
     "Inverse",
     "InvertibleModule",
     "InvertibleSigmoid",
+    "Learned1x1Conv",
     "LearnedElementwiseScaling",
     "LinearSpline",
     "NICECouplingBlock",
