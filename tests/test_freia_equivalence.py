@@ -71,10 +71,10 @@ OURS: Dict[str, type] = {
 OURS.update(Split1D=graph_topology.Split1D, Concat1d=graph_topology.Concat1d)
 OURS_NS = SimpleNamespace(**OURS)
 
-#: In ``invertible.modules.__all__`` but absent from FrEIA 0.2 (it has no splines at all, and
-#: its coupling base is the private ``_BaseCouplingBlock``).
+#: In ``invertible.modules.__all__`` but absent from FrEIA 0.2 (it has no splines and no learned
+#: 1x1 convolution, and its coupling base is the private ``_BaseCouplingBlock``).
 NOT_IN_PYPI = {"ElementwiseRationalQuadraticSpline", "LinearSpline", "RationalQuadraticSpline",
-               "Inverse", "CouplingBlock"}
+               "Inverse", "CouplingBlock", "Learned1x1Conv"}
 
 
 def emulate_pypi_clamp(block: nn.Module) -> None:
