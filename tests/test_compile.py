@@ -128,6 +128,10 @@ BUILDS: Dict[str, List[Tuple[str, Callable[[], Built]]]] = {
     "Learned1x1Conv": [("vec", functools.partial(chain, (4,), Fm.Learned1x1Conv, seed=0)),
                        ("img-full", functools.partial(chain, (3, 2, 2), Fm.Learned1x1Conv,
                                                       lu=False, seed=0))],
+    "AutoregressiveAffine": [
+        ("vec", functools.partial(chain, (4,), Fm.AutoregressiveAffine, order="random", seed=0)),
+        ("vec-cond-iaf", functools.partial(chain, (4,), Fm.AutoregressiveAffine, (2,),
+                                           inverse_autoregressive=True, seed=0))],
     "InvertibleSigmoid": [("vec", functools.partial(chain, (3,), Fm.InvertibleSigmoid))],
     "ActNorm": [("initialised", actnorm_initialised)],
     "InvAutoAct": [("vec", functools.partial(chain, (3,), Fm.InvAutoAct))],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .all_in_one_block import AllInOneBlock
+from .autoregressive import AutoregressiveAffine
 from .base import InvertibleModule
 from .coupling_layers import (
     AffineCouplingOneSided,
@@ -54,6 +55,7 @@ __all__ = [
     "ActNorm",
     "AffineCouplingOneSided",
     "AllInOneBlock",
+    "AutoregressiveAffine",
     "Concat",
     "ConcatChannel",
     "ConditionalAffineTransform",
