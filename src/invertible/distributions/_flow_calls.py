@@ -15,6 +15,7 @@ from ..utils import normalise_log_det
 __all__ = [
     "Shape",
     "Tensors",
+    "base_context",
     "check_base",
     "check_count",
     "check_temperature",
@@ -23,6 +24,7 @@ __all__ = [
     "data_tuple",
     "input_shapes",
     "run_inn",
+    "sampling_order",
     "standard_normal_log_prob",
     "tensor_options",
 ]
@@ -74,6 +76,54 @@ def check_base(base: Any, shape: Shape, k: int) -> Any:
             f"torch.distributions.Independent(d, {len(shape)}))."
         )
     return base
+
+
+def sampling_order(bases: List[Any]) -> List[int]:
+    """Output indices in an order where every base comes after the output it depends on.
+
+    A base with an int attribute ``source = j`` is conditioned on output ``j`` (e.g. Glow's
+    learned prior); the others come first, in their order.
+
+    Raises:
+        ValueError: a ``source`` that is not another output's index, or a cycle of sources.
+    """
+    sources = [getattr(b, "source", None) for b in bases]
+    for k, j in enumerate(sources):
+        if j is not None and (not isinstance(j, int) or not 0 <= j < len(bases) or j == k):
+            raise ValueError(
+                f"FlowDistribution: base for output {k} is conditioned on output {j!r}, but it "
+                f"must be the index of another of the {len(bases)} outputs."
+            )
+    order: List[int] = []
+    while len(order) < len(bases):
+        ready = [k for k, j in enumerate(sources) if k not in order and (j is None or j in order)]
+        if not ready:
+            raise ValueError(
+                f"FlowDistribution: the bases' sources {sources} form a cycle; each output can "
+                f"only depend on outputs that do not depend on it."
+            )
+        order += ready
+    return order
+
+
+def base_context(base: Any, k: int, zs: Sequence[Tensor], c: Optional[List[Any]]) -> Any:
+    """What base ``k`` is conditioned on: output ``zs[base.source]``, condition
+    ``c[base.cond]``, or ``None`` for an unconditional base.
+
+    Raises:
+        ValueError: the base needs a condition that was not given.
+    """
+    source, cond = getattr(base, "source", None), getattr(base, "cond", None)
+    if source is not None:
+        return zs[source]
+    if cond is None:
+        return None
+    if c is None or not 0 <= cond < len(c):
+        given = "no conditions" if c is None else f"{len(c)} condition(s)"
+        raise ValueError(
+            f"FlowDistribution: base for output {k} is conditioned on c[{cond}], but got {given}."
+        )
+    return c[cond]
 
 
 def data_tuple(

@@ -13,6 +13,7 @@ from ..utils import output_dims_compatible
 from ._flow_calls import (
     Shape,
     Tensors,
+    base_context,
     check_base,
     check_count,
     check_temperature,
@@ -20,6 +21,7 @@ from ._flow_calls import (
     data_tuple,
     input_shapes,
     run_inn,
+    sampling_order,
     standard_normal_log_prob,
     tensor_options,
 )
@@ -47,6 +49,11 @@ class FlowDistribution(nn.Module):
     scaled by :math:`T`; :math:`T = 0` gives :math:`f^{-1}(\mu)`, the image of the base's mode,
     which is the mode of :math:`p(x)` for affine/volume-preserving flows). Temperature only
     affects sampling: :meth:`log_prob` is always the density of the model at :math:`T = 1`.
+    The bases of this package (:class:`~invertible.distributions.bases.FlowBase`: ``DiagGaussian``,
+    ``GaussianMixture``, ``ConditionalDiagGaussian``, ``LearnedPrior``) apply :math:`T` themselves
+    (each Gaussian's std times :math:`T`) and may depend on a context: the condition
+    ``c[base.cond]`` or another output ``z[base.source]`` (Glow's learned prior, evaluated after
+    the forward pass; sampling draws the source output first).
 
     Data ``x`` is one tensor ``(B, *shape)`` per network input (a bare tensor for one input);
     :meth:`sample` returns the same. Conditions ``c`` are a tensor or a list, passed on to the
@@ -57,8 +64,9 @@ class FlowDistribution(nn.Module):
     :mod:`invertible.metrics`).
 
     It is an ``nn.Module`` holding ``inn`` as child ``inn`` (``parameters()``, ``.to()``,
-    ``state_dict`` keys ``inn.*``); ``forward(x, c)`` is :meth:`log_prob`. Custom bases are not
-    moved by ``.to()`` (use ``invertible.utils.force_to``); the default base follows the data.
+    ``state_dict`` keys ``inn.*``); ``forward(x, c)`` is :meth:`log_prob`. Bases that are
+    ``nn.Module``s are submodules too (``base_modules.<output index>.*``); other custom bases are
+    not moved by ``.to()`` (use ``invertible.utils.force_to``); the default base follows the data.
 
     Example::
 
@@ -78,13 +86,14 @@ class FlowDistribution(nn.Module):
         base: ``None`` (standard normal for every output), one distribution used for every
             output, or a list with one entry per output (``None`` entries are standard normal).
             A base needs ``log_prob`` and ``sample``, ``event_shape`` equal to its output's shape
-            and ``batch_shape == ()`` (e.g. ``StandardNormalDistribution`` or
-            ``torch.distributions.Independent``); ``rsample`` and ``mean`` where used.
+            and ``batch_shape == ()`` (e.g. ``StandardNormalDistribution``,
+            ``torch.distributions.Independent`` or a ``FlowBase``); ``rsample`` and ``mean``
+            where used (a ``FlowBase`` handles the temperature itself).
 
     Raises:
         TypeError: ``inn`` has no ``dims_in``, or a base is not a distribution.
         ValueError: the number of bases differs from the number of outputs, or a base's shapes
-            do not fit its output.
+            do not fit its output, or bases depend on each other in a cycle.
     """
 
     def __init__(self, inn: nn.Module, base: Any = None) -> None:
@@ -100,6 +109,9 @@ class FlowDistribution(nn.Module):
             )
         shapes = self.output_shapes
         self.bases = [check_base(b, s, k) for k, (b, s) in enumerate(zip(bases, shapes))]
+        self.order = sampling_order(self.bases)  # sources before the bases that depend on them
+        modules = {str(k): b for k, b in enumerate(self.bases) if isinstance(b, nn.Module)}
+        self.base_modules = nn.ModuleDict(modules)
 
     @property
     def n_dims(self) -> int:
@@ -129,15 +141,20 @@ class FlowDistribution(nn.Module):
                 f"FlowDistribution: {type(self.inn).__name__} returned no log-det although "
                 f"called with jac=True, so the density cannot be evaluated."
             )
-        return self.base_log_prob(zs) + log_det
+        return self.base_log_prob(zs, c) + log_det
 
-    def base_log_prob(self, z: Tensors) -> Tensor:
-        """Summed base log-density of the latents ``z`` (one tensor per output), ``(batch,)``."""
+    def base_log_prob(self, z: Tensors, c: Any = None) -> Tensor:
+        """Summed base log-density of the latents ``z`` (one tensor per output), ``(batch,)``;
+        ``c`` are the conditions, for bases conditioned on them."""
         fixed = any(b is not None for b in self.bases)  # a custom base has a fixed event shape
         zs = data_tuple(z, self.output_shapes, "z", fixed)
-        total = zs[0].new_zeros(zs[0].shape[0])
+        total, cs = zs[0].new_zeros(zs[0].shape[0]), condition_list(c)
         for k, (zk, base) in enumerate(zip(zs, self.bases)):
-            lp = standard_normal_log_prob(zk) if base is None else base.log_prob(zk)
+            context = base_context(base, k, zs, cs)
+            if base is None:
+                lp = standard_normal_log_prob(zk)
+            else:
+                lp = base.log_prob(zk) if context is None else base.log_prob(zk, context)
             if lp.shape != total.shape:
                 raise ValueError(
                     f"FlowDistribution: base {k} returned log_prob of shape {tuple(lp.shape)} "
@@ -242,7 +259,7 @@ class FlowDistribution(nn.Module):
                 f"FlowDistribution: {type(self.inn).__name__} returned no log-det in reverse "
                 f"although called with jac=True."
             )
-        return self._pack(xs), self.base_log_prob(zs) - log_det
+        return self._pack(xs), self.base_log_prob(zs, cs) - log_det
 
     def _latents(
         self,
@@ -261,13 +278,15 @@ class FlowDistribution(nn.Module):
                 "this one has custom base distributions (seed torch's global generator instead)."
             )
         dtype, device = tensor_options(self.inn, cs)
-        zs = []
-        for shape, base in zip(self.output_shapes, self.bases):
+        zs: List[Tensor] = [torch.empty(0)] * len(self.bases)
+        for k in self.order:
+            shape, base = self.output_shapes[k], self.bases[k]
             if base is None:
                 eps = torch.randn((n, *shape), generator=generator, dtype=dtype, device=device)
-                zs.append(eps * t)
+                zs[k] = eps * t
             else:
-                zs.append(_tempered(_draw(base, n, reparameterised), base, t))
+                context = base_context(base, k, zs, cs)
+                zs[k] = _draw(base, n, t, reparameterised, context)
         return tuple(zs), cs
 
     def _pack(self, xs: Sequence[Tensor]) -> Sample:
@@ -281,11 +300,14 @@ class FlowDistribution(nn.Module):
         return f"{shapes}, bases={bases}"
 
 
-def _draw(base: Any, n: int, reparameterised: bool) -> Tensor:
-    """``n`` draws from ``base``: ``rsample`` when asked for and available, else ``sample``."""
-    if reparameterised and getattr(base, "has_rsample", False):
-        return base.rsample((n,))
-    return base.sample((n,))
+def _draw(base: Any, n: int, t: float, reparameterised: bool, context: Any) -> Tensor:
+    """``n`` draws from ``base`` at temperature ``t``: ``rsample`` when asked for and available,
+    else ``sample``. A base with a true ``tempers`` (a ``FlowBase``) gets ``context`` and ``t``;
+    for any other the deviation from its mean is scaled (:func:`_tempered`)."""
+    use_rsample = reparameterised and getattr(base, "has_rsample", False)
+    if getattr(base, "tempers", False):
+        return (base.rsample if use_rsample else base.sample)((n,), context, temperature=t)
+    return _tempered(base.rsample((n,)) if use_rsample else base.sample((n,)), base, t)
 
 
 def _tempered(z: Tensor, base: Any, temperature: float) -> Tensor:
