@@ -1,5 +1,6 @@
 """Autoregressive blocks: a Jacobian triangular in the block's order, MADE's masks, seeded
-orders, the IAF orientation's cheap direction, the clamp, memory-efficient training, compile.
+orders, the IAF orientation's cheap direction, the clamp, the spline's shared parametrisation,
+memory-efficient training, compile.
 
 The generic properties (round trips both ways, log-det vs autograd, gradients, state_dict,
 pickling, batch independence, conditions used) run in the property suite on the cases of
@@ -18,8 +19,14 @@ from torch import Tensor, nn
 
 from cases.autoregressive import perturbed
 from invertible.framework import SequenceINN
-from invertible.modules import AutoregressiveAffine, PermuteRandom
+from invertible.modules import (
+    AutoregressiveAffine,
+    AutoregressiveRQSpline,
+    PermuteRandom,
+    RationalQuadraticSpline,
+)
 from invertible.modules.autoregressive import MADE, autoregressive_order
+from subnets import dense_subnet
 from test_memory_efficient import assert_same_gradients, gradients
 
 D64 = torch.float64
@@ -30,16 +37,17 @@ VARIANTS = [
     pytest.param({"dims_c": [(2,)], "order": "random", "seed": 5}, id="maf-cond"),
     pytest.param({"dims_c": [(2,)], "inverse_autoregressive": True}, id="iaf-cond"),
 ]
+BLOCKS = pytest.mark.parametrize("block_class", [AutoregressiveAffine, AutoregressiveRQSpline],
+                                 ids=["affine", "rqs"])
 
 
 def _data(*shape: int, seed: int = 1) -> Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=D64)
 
 
-def _block(features: int = 5, **kwargs: Any) -> AutoregressiveAffine:
+def _block(features: int = 5, block_class: Any = AutoregressiveAffine, **kwargs: Any) -> Any:
     torch.manual_seed(0)
-    return perturbed(AutoregressiveAffine, [(features,)], hidden_features=(9, 9),
-                     **kwargs).double()
+    return perturbed(block_class, [(features,)], hidden_features=(9, 9), **kwargs).double()
 
 
 def _jacobian(block: nn.Module, x: Tensor, c: Optional[List[Tensor]], rev: bool) -> Tensor:
@@ -48,10 +56,11 @@ def _jacobian(block: nn.Module, x: Tensor, c: Optional[List[Tensor]], rev: bool)
     return torch.autograd.functional.jacobian(one, x)
 
 
+@BLOCKS
 @pytest.mark.parametrize("kwargs", VARIANTS)
 @pytest.mark.parametrize("rev", [False, True], ids=["forward", "reverse"])
-def test_jacobian_is_triangular_in_the_order(kwargs: Any, rev: bool) -> None:
-    block = _block(**kwargs)
+def test_jacobian_is_triangular_in_the_order(block_class: Any, kwargs: Any, rev: bool) -> None:
+    block = _block(5, block_class, **kwargs)
     c = [_data(1, 2, seed=2)] if "dims_c" in kwargs else None
     x = _data(5)
     if rev:
@@ -109,7 +118,7 @@ def test_seeded_random_order_is_deterministic_and_leaves_the_global_rng_alone() 
     assert torch.equal(AutoregressiveAffine([(8,)], order="random").made.order, first.made.order)
 
 
-def _made_calls(block: AutoregressiveAffine, x: Tensor, rev: bool) -> int:
+def _made_calls(block: Any, x: Tensor, rev: bool) -> int:
     calls: List[int] = []
     handle = block.made.register_forward_hook(lambda *args: calls.append(1))
     try:
@@ -119,9 +128,10 @@ def _made_calls(block: AutoregressiveAffine, x: Tensor, rev: bool) -> int:
     return len(calls)
 
 
-def test_iaf_orientation_swaps_the_cheap_direction() -> None:
-    maf = _block(6)
-    iaf = AutoregressiveAffine([(6,)], hidden_features=(9, 9), inverse_autoregressive=True)
+@BLOCKS
+def test_iaf_orientation_swaps_the_cheap_direction(block_class: Any) -> None:
+    maf = _block(6, block_class)
+    iaf = block_class([(6,)], hidden_features=(9, 9), inverse_autoregressive=True)
     iaf = iaf.double()
     iaf.load_state_dict(maf.state_dict())
     x = _data(4, 6)
@@ -149,6 +159,27 @@ def test_clamp_bounds_the_log_scale(clamp: float) -> None:
     assert float(log_det.abs().max()) <= 4 * bound
 
 
+def test_spline_parameters_are_those_of_the_coupling_spline() -> None:
+    """Raw parameters map to the same spline as in ``RationalQuadraticSpline``, both ways."""
+    torch.manual_seed(0)
+    block = AutoregressiveRQSpline([(4,)], bins=5, domain_clamping=4.0).double()
+    coupling = RationalQuadraticSpline([(8,)], subnet_constructor=dense_subnet, bins=5,
+                                       domain_clamping=4.0).double()
+    x, raw = 2 * _data(6, 4), _data(6, 4 * 16, seed=2)
+    for rev in (False, True):
+        got = block.transform(x, raw, rev)
+        expected = coupling.transform(x, (raw,), rev)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_spline_starts_as_the_identity() -> None:
+    block = AutoregressiveRQSpline([(5,)], dims_c=[(2,)], seed=0).double()
+    x = 2 * _data(7, 5)
+    (z,), log_det = block([x], [_data(7, 2, seed=2)])
+    torch.testing.assert_close(z, x)
+    torch.testing.assert_close(log_det, torch.zeros(7, dtype=D64))
+
+
 def _chain(memory_efficient: bool = False) -> SequenceINN:
     torch.manual_seed(0)
     inn = SequenceINN(5, memory_efficient=memory_efficient)
@@ -157,6 +188,10 @@ def _chain(memory_efficient: bool = False) -> SequenceINN:
     inn.append(perturbed(AutoregressiveAffine, [(5,)], [(2,)], hidden_features=(8,),
                          order="random", seed=1, inverse_autoregressive=True),
                cond=0, cond_shape=(2,))
+    inn.append(perturbed(AutoregressiveRQSpline, [(5,)], [(2,)], hidden_features=(8,), bins=4,
+                         order="random", seed=2), cond=0, cond_shape=(2,))
+    inn.append(perturbed(AutoregressiveRQSpline, [(5,)], hidden_features=(8,), bins=3,
+                         inverse_autoregressive=True))
     return inn.double()
 
 
@@ -181,6 +216,12 @@ def test_errors_name_the_block() -> None:
         AutoregressiveAffine([(4,)], order="reversed")
     with pytest.raises(ValueError, match="AutoregressiveAffine"):
         AutoregressiveAffine([(4,)])([torch.zeros(2, 5)])
+    with pytest.raises(ValueError, match=r"AutoregressiveRQSpline works on vectors \(d,\) only"):
+        AutoregressiveRQSpline([(3, 4)])
+    with pytest.raises(ValueError, match=r"AutoregressiveRQSpline: .*bins must be >= 1"):
+        AutoregressiveRQSpline([(4,)], bins=0)
+    with pytest.raises(TypeError, match="AutoregressiveRQSpline"):
+        AutoregressiveRQSpline([(4,)], tails="linear")  # type: ignore[call-arg]
 
 
 def _roundtrip(net: SequenceINN, x: Tensor, c: List[Tensor]) -> Tuple[Tensor, ...]:

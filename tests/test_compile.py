@@ -132,6 +132,11 @@ BUILDS: Dict[str, List[Tuple[str, Callable[[], Built]]]] = {
         ("vec", functools.partial(chain, (4,), Fm.AutoregressiveAffine, order="random", seed=0)),
         ("vec-cond-iaf", functools.partial(chain, (4,), Fm.AutoregressiveAffine, (2,),
                                            inverse_autoregressive=True, seed=0))],
+    "AutoregressiveRQSpline": [
+        ("vec", functools.partial(chain, (4,), Fm.AutoregressiveRQSpline, order="random",
+                                  seed=0)),
+        ("vec-cond-iaf", functools.partial(chain, (4,), Fm.AutoregressiveRQSpline, (2,),
+                                           inverse_autoregressive=True, seed=0))],
     "InvertibleSigmoid": [("vec", functools.partial(chain, (3,), Fm.InvertibleSigmoid))],
     "ActNorm": [("initialised", actnorm_initialised)],
     "InvAutoAct": [("vec", functools.partial(chain, (3,), Fm.InvAutoAct))],

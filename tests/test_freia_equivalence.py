@@ -74,7 +74,8 @@ OURS_NS = SimpleNamespace(**OURS)
 #: In ``invertible.modules.__all__`` but absent from FrEIA 0.2 (it has no splines and no learned
 #: 1x1 convolution, and its coupling base is the private ``_BaseCouplingBlock``).
 NOT_IN_PYPI = {"ElementwiseRationalQuadraticSpline", "LinearSpline", "RationalQuadraticSpline",
-               "Inverse", "CouplingBlock", "Learned1x1Conv", "AutoregressiveAffine"}
+               "Inverse", "CouplingBlock", "Learned1x1Conv", "AutoregressiveAffine",
+               "AutoregressiveRQSpline"}
 
 
 def emulate_pypi_clamp(block: nn.Module) -> None:

@@ -57,6 +57,8 @@ class GlobalRngUnchanged:
 SEEDED: Dict[str, Callable[[int], Tuple[nn.Module, List[Tensor]]]] = {
     "AutoregressiveAffine": lambda s: (Fm.AutoregressiveAffine([(4,)], order="random", seed=s),
                                        [torch.ones(2, 4)]),
+    "AutoregressiveRQSpline": lambda s: (Fm.AutoregressiveRQSpline([(4,)], seed=s),
+                                         [torch.ones(2, 4)]),
     "Learned1x1Conv": lambda s: (Fm.Learned1x1Conv([(4, 2, 2)], seed=s),
                                  [torch.ones(2, 4, 2, 2)]),
     "PermuteRandom": lambda s: (Fm.PermuteRandom([(7, 2, 2)], seed=s), [torch.ones(2, 7, 2, 2)]),

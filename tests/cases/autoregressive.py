@@ -1,5 +1,6 @@
-"""Property-suite cases for the autoregressive blocks: unconditional and conditional, sequential
-and random order, MAF and IAF orientation, moved away from their identity start."""
+"""Property-suite cases for the autoregressive blocks (affine and rational-quadratic spline):
+unconditional and conditional, sequential and random order, MAF and IAF orientation, moved away
+from their identity start."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from cases import Case
-from invertible.modules.autoregressive import AutoregressiveAffine
+from invertible.modules.autoregressive import AutoregressiveAffine, AutoregressiveRQSpline
 
 __all__ = ["CASES", "perturbed"]
 
@@ -26,6 +27,7 @@ def perturbed(block: Any, *args: Any, **kwargs: Any) -> nn.Module:
 
 
 AFFINE = partial(perturbed, AutoregressiveAffine)
+SPLINE = partial(perturbed, AutoregressiveRQSpline)
 
 CASES = [
     Case("autoregressive-affine-vec", partial(AFFINE, [(5,)], hidden_features=(8, 8))),
@@ -38,5 +40,15 @@ CASES = [
                  inverse_autoregressive=True)),
     Case("autoregressive-affine-vec-cond-iaf",
          partial(AFFINE, [(3,)], [(2,)], hidden_features=(6, 6), order="random", seed=2,
+                 inverse_autoregressive=True), cond_shapes=((2,),)),
+    Case("autoregressive-rqs-vec", partial(SPLINE, [(4,)], hidden_features=(8, 8), bins=4)),
+    Case("autoregressive-rqs-vec-cond-random",
+         partial(SPLINE, [(4,)], [(2,)], hidden_features=(8,), bins=3, order="random", seed=3),
+         cond_shapes=((2,),)),
+    Case("autoregressive-rqs-vec-iaf-identity-tails",
+         partial(SPLINE, [(3,)], hidden_features=(6, 6), bins=5, identity_tails=True,
+                 inverse_autoregressive=True)),
+    Case("autoregressive-rqs-vec-cond-iaf",
+         partial(SPLINE, [(3,)], [(2,)], hidden_features=(6,), order="random",
                  inverse_autoregressive=True), cond_shapes=((2,),)),
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .all_in_one_block import AllInOneBlock
-from .autoregressive import AutoregressiveAffine
+from .autoregressive import AutoregressiveAffine, AutoregressiveRQSpline
 from .base import InvertibleModule
 from .coupling_layers import (
     AffineCouplingOneSided,
@@ -56,6 +56,7 @@ __all__ = [
     "AffineCouplingOneSided",
     "AllInOneBlock",
     "AutoregressiveAffine",
+    "AutoregressiveRQSpline",
     "Concat",
     "ConcatChannel",
     "ConditionalAffineTransform",

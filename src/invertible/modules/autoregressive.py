@@ -10,11 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._errors import InvertibleAssertionError
 from ._affine import acc_dtype, affine, atan_clamp
 from ._common import Dims, Outputs, ShapeList, Tensors, same_shape, vector_size
+from ._spline_kernels import rational_quadratic_spline
 from .base import InvertibleModule
+from .splines.binned import BinnedSplineBase
+from .splines.rational_quadratic import constrain_deltas
 
-__all__ = ["MADE", "AutoregressiveAffine", "autoregressive_order"]
+__all__ = ["MADE", "AutoregressiveAffine", "AutoregressiveRQSpline", "autoregressive_order"]
 
 ORDERS = ("sequential", "random")
 
@@ -138,7 +142,7 @@ class _Autoregressive(InvertibleModule):
     is :math:`g^{-1}` (``D`` passes), ``rev`` is :math:`g` (sampling in one pass). The log-det
     is :math:`\pm\sum_i \log|\partial T/\partial u_i|`, accumulated in float32 at least.
 
-    Subclasses set ``params_per_feature`` and :meth:`transform`.
+    Subclasses pass ``params_per_feature`` (``P``) and set :meth:`transform`.
 
     Args:
         dims_in: one vector input ``[(D,)]``.
@@ -149,6 +153,7 @@ class _Autoregressive(InvertibleModule):
         seed: draws the random order and the initial weights from a local generator with this
             seed (torch's global generator is untouched); ``None`` uses the global generator.
         inverse_autoregressive: the IAF orientation (one-pass sampling).
+        params_per_feature: the transform's raw parameters per feature (set by the subclass).
 
     Raises:
         ValueError: not exactly one vector input, a condition that is not a vector, an unknown
@@ -157,11 +162,10 @@ class _Autoregressive(InvertibleModule):
     """
 
     exact_inverse = True
-    params_per_feature: int = 1
 
-    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None,
-                 hidden_features: Sequence[int] = (64, 64), order: str = "sequential",
-                 seed: Optional[int] = None, inverse_autoregressive: bool = False) -> None:
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims], hidden_features: Sequence[int],
+                 order: str, seed: Optional[int], inverse_autoregressive: bool,
+                 params_per_feature: int) -> None:
         super().__init__(dims_in, dims_c)
         block = type(self).__name__
         self.features = vector_size(block, self.dims_in)
@@ -172,7 +176,7 @@ class _Autoregressive(InvertibleModule):
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         permutation = autoregressive_order(self.features, order, generator, block)
         self.made = MADE(self.features, sum(dc[0] for dc in self.dims_c),
-                         [int(w) for w in hidden_features], self.params_per_feature,
+                         [int(w) for w in hidden_features], params_per_feature,
                          permutation, generator)
 
     def forward(self, x_or_z: Tensors, c: Optional[Tensors] = None, rev: bool = False,
@@ -220,16 +224,68 @@ class AutoregressiveAffine(_Autoregressive):
     Inference with Inverse Autoregressive Flow", NeurIPS 2016 (arXiv:1606.04934).
     """
 
-    params_per_feature = 2
-
     def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = [],  # noqa: B006 - never mutated
                  hidden_features: Sequence[int] = (64, 64), order: str = "sequential",
                  seed: Optional[int] = None, clamp: float = 2.0,
                  inverse_autoregressive: bool = False) -> None:
-        super().__init__(dims_in, dims_c, hidden_features, order, seed, inverse_autoregressive)
+        super().__init__(dims_in, dims_c, hidden_features, order, seed, inverse_autoregressive, 2)
         self.clamp = float(clamp)
 
     def transform(self, x: Tensor, params: Tensor, rev: bool) -> Tuple[Tensor, Tensor]:
         """The affine map, ``(s_raw, t)`` interleaved per feature."""
         p = params.unflatten(1, (self.features, 2))
         return affine(x, atan_clamp(p[..., 0], self.clamp), p[..., 1], rev)
+
+
+class AutoregressiveRQSpline(_Autoregressive):
+    r"""Autoregressive neural spline flow: a monotone rational-quadratic spline per feature.
+
+    :math:`y_i = \mathrm{RQS}(x_i;\ \theta_i)` with the ``P = 3K + 1`` raw spline parameters
+    :math:`\theta_i` of feature ``i`` (``widths K, heights K, bottom, left, deltas K-1``; ``3K``
+    with identity tails) from a :class:`MADE` of :math:`x_{<i}` (in the block's order) and the
+    conditions. The constraints, the bin search and the bin map are those of the coupling
+    :class:`~invertible.modules.RationalQuadraticSpline` (child ``spline_base``, a
+    :class:`~invertible.modules.splines.BinnedSplineBase`, then the knot derivatives), so outside
+    the domain the map is affine (or the identity). :math:`\log|\det J| = \sum_i \ln
+    \partial y_i/\partial x_i`. Density (``forward``) takes one MADE pass, sampling (``rev``)
+    ``D`` sequential passes; ``inverse_autoregressive=True`` swaps the two (see
+    :class:`_Autoregressive`, whose arguments it takes). The MADE's last layer starts at zero,
+    so with the default domain the block starts as the identity.
+
+    Args:
+        bins: number of bins ``K``.
+        min_bin_sizes, default_domain, identity_tails, domain_clamping: as in
+            :class:`~invertible.modules.splines.BinnedSplineBase`.
+
+    Raises:
+        AssertionError: (``InvertibleAssertionError``, also a ``ValueError``) bad spline
+            arguments, e.g. ``bins < 1`` or a domain too small for ``bins`` minimum bins.
+
+    References: Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", NeurIPS 2019
+    (arXiv:1906.04032).
+    """
+
+    def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = [],  # noqa: B006 - never mutated
+                 hidden_features: Sequence[int] = (64, 64), bins: int = 8,
+                 order: str = "sequential", seed: Optional[int] = None,
+                 inverse_autoregressive: bool = False,
+                 min_bin_sizes: Tuple[float, float] = (0.1, 0.1),
+                 default_domain: Tuple[float, float, float, float] = (-3.0, 3.0, -3.0, 3.0),
+                 identity_tails: bool = False, domain_clamping: Optional[float] = None) -> None:
+        try:
+            spline_base = BinnedSplineBase(
+                dims_in, None, bins=bins, parameter_counts={"deltas": bins - 1},
+                min_bin_sizes=min_bin_sizes, default_domain=default_domain,
+                identity_tails=identity_tails, domain_clamping=domain_clamping)
+        except InvertibleAssertionError as error:  # name the public class
+            raise InvertibleAssertionError(f"{type(self).__name__}: {error}") from None
+        super().__init__(dims_in, dims_c, hidden_features, order, seed, inverse_autoregressive,
+                         sum(spline_base.parameter_counts.values()))
+        self.spline_base = spline_base
+
+    def transform(self, x: Tensor, params: Tensor, rev: bool) -> Tuple[Tensor, Tensor]:
+        """Split and constrain each feature's raw parameters; apply the spline."""
+        base = self.spline_base
+        parameters = constrain_deltas(base.constrain_parameters(
+            base.split_parameters(params, self.features)))
+        return base.binned_spline(x, parameters, rational_quadratic_spline, rev=rev)
