@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import compat, distributions, export, framework, metrics, modules, utils
+from . import compat, distributions, export, flows, framework, metrics, modules, utils
 
-__all__ = ["compat", "distributions", "export", "framework", "metrics", "modules", "utils"]
+__all__ = ["compat", "distributions", "export", "flows", "framework", "metrics", "modules", "utils"]
 __version__ = "0.1.0"
