@@ -11,5 +11,6 @@ from __future__ import annotations
 from ._common import ConvSubnet, DenseSubnet
 from .autoregressive import MAF
 from .coupling import NSF, RealNVP
+from .glow import Glow
 
-__all__ = ["MAF", "NSF", "ConvSubnet", "DenseSubnet", "RealNVP"]
+__all__ = ["MAF", "NSF", "ConvSubnet", "DenseSubnet", "Glow", "RealNVP"]
