@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,9 +108,10 @@ def test_vector_preset_trains(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(VECTOR))
 def test_vector_preset_seeded(name: str) -> None:
-    state = torch.get_rng_state()
+    state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()
     a, b, other = build(name, 2, seed=5), build(name, 2, seed=5), build(name, 2, seed=6)
     assert torch.equal(torch.get_rng_state(), state)
+    assert np.array_equal(np.random.get_state()[1], np_state)
     sa, sb = a.state_dict(), b.state_dict()
     assert list(sa) == list(sb)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -197,9 +199,10 @@ def test_glow_float32_round_trip_and_training(shape: Tuple[int, ...]) -> None:
 
 
 def test_glow_seeded() -> None:
-    state = torch.get_rng_state()
+    state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()
     a, b, other = glow((4, 8, 8), 2, seed=3), glow((4, 8, 8), 2, seed=3), glow((4, 8, 8), 2)
     assert torch.equal(torch.get_rng_state(), state)
+    assert np.array_equal(np.random.get_state()[1], np_state)
     sa, sb, so = a.state_dict(), b.state_dict(), other.state_dict()
     assert list(sa) == list(sb)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
