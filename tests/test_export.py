@@ -17,8 +17,11 @@ from torch import Tensor, nn
 from cases import all_cases
 from invertible.export import (
     ExportAdapter,
+    inv_by_elimination,
     io_names,
+    lu_by_elimination,
     searchsorted_by_counting,
+    slogdet_by_elimination,
     solve_triangular_by_substitution,
     to_onnx,
 )
@@ -26,10 +29,13 @@ from invertible.framework import GraphINN, InputNode, Node, OutputNode, Sequence
 from invertible.modules import (
     ActNorm,
     AllInOneBlock,
+    AutoregressiveAffine,
+    AutoregressiveRQSpline,
     Concat,
     HaarDownsampling,
     InvertibleModule,
     IResNetLayer,
+    Learned1x1Conv,
     Split,
 )
 from invertible.utils import output_dims_compatible
@@ -208,7 +214,8 @@ def test_iresnet_exports_with_jac_false(tmp_path: Path) -> None:
 
 
 def test_decompositions_match_torch() -> None:
-    """The rewrites of the ops ONNX lacks agree with torch (both sides, both triangles)."""
+    """The rewrites of the ops ONNX lacks agree with torch (both sides, both triangles; LU with
+    row swaps, slogdet's sign and log, the inverse)."""
     gen = torch.Generator().manual_seed(0)
     knots = torch.sort(torch.randn(3, 5, 7, generator=gen), dim=-1).values
     values = torch.randn(3, 5, 4, generator=gen)
@@ -229,6 +236,15 @@ def test_decompositions_match_torch() -> None:
                 expected = torch.linalg.solve_triangular(T, rhs, upper=upper, left=left,
                                                          unitriangular=unit)
                 torch.testing.assert_close(got, expected)
+    pivoting = torch.tensor([[0.0, 1, 0], [0, 0, 2], [3, 0, 0]], dtype=torch.float64)
+    square = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    for M in (A, square, pivoting, -pivoting):  # batched, plain, zero pivots, det < 0
+        perm, lower_factor, upper_factor, _ = lu_by_elimination(M)
+        torch.testing.assert_close(perm @ M, lower_factor @ upper_factor)
+        sign, log_abs_det = slogdet_by_elimination(M)
+        torch.testing.assert_close(sign, torch.linalg.slogdet(M).sign)
+        torch.testing.assert_close(log_abs_det, torch.linalg.slogdet(M).logabsdet)
+        torch.testing.assert_close(inv_by_elimination(M), torch.linalg.inv(M))
 
 
 SLOW_CASES = ("spline-rqs-vec-cond", "spline-linear-img", "spline-elementwise_rqs-vec", "gmm-vec")
@@ -260,6 +276,59 @@ def test_blocks_that_need_decompositions(tmp_path: Path, case_id: str) -> None:
                 expected = ExportAdapter(module, direction)(*xs, *cs)
             for value, reference in zip(_run(session, info.input_names, xs + cs), expected):
                 np.testing.assert_allclose(value, reference.numpy(), rtol=RTOL, atol=ATOL)
+
+
+#: The blocks FrEIA never had, as ``(class, keyword arguments)``; small ``D`` = 4, so the
+#: autoregressive blocks' D-pass direction (a Python loop unrolled at trace time) stays short.
+NEW_BLOCKS: Dict[str, Tuple[type, Dict[str, object]]] = {
+    "learned1x1-lu-vec": (Learned1x1Conv, {"dims_in": [(4,)], "lu": True}),
+    "learned1x1-lu-img": (Learned1x1Conv, {"dims_in": [(4, 3, 5)], "lu": True}),
+    "learned1x1-full-vec": (Learned1x1Conv, {"dims_in": [(4,)], "lu": False}),
+    "learned1x1-full-img": (Learned1x1Conv, {"dims_in": [(4, 3, 5)], "lu": False}),
+    "maf": (AutoregressiveAffine, {"dims_in": [(4,)]}),
+    "maf-cond": (AutoregressiveAffine, {"dims_in": [(4,)], "dims_c": [(3,)]}),
+    "iaf": (AutoregressiveAffine, {"dims_in": [(4,)], "inverse_autoregressive": True}),
+    "iaf-cond": (AutoregressiveAffine, {"dims_in": [(4,)], "dims_c": [(3,)],
+                                        "inverse_autoregressive": True}),
+    "ar-rqs": (AutoregressiveRQSpline, {"dims_in": [(4,)], "bins": 4}),
+    "ar-rqs-cond": (AutoregressiveRQSpline, {"dims_in": [(4,)], "dims_c": [(3,)], "bins": 4}),
+}
+NEW_ATOL = 1e-5
+
+
+def _new_block(name: str) -> InvertibleModule:
+    """The block, seeded, in float32 and eval mode, every parameter nudged off its start (the
+    MADE's last layer starts at zero, the 1x1 convolution as a rotation)."""
+    block_class, kwargs = NEW_BLOCKS[name]
+    extra = {} if block_class is Learned1x1Conv else {"hidden_features": (16, 16)}
+    block = block_class(**kwargs, **extra, seed=0).float().eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for param in block.parameters():
+            param.add_(0.2 * torch.randn(param.shape, generator=gen))
+    return block
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("direction", ["forward", "inverse"])
+@pytest.mark.parametrize("name", list(NEW_BLOCKS))
+def test_new_blocks_match_pytorch_in_onnxruntime(tmp_path: Path, name: str,
+                                                 direction: str) -> None:
+    """Learned1x1Conv (LU and full weight: slogdet and inv rewritten by elimination) and the
+    autoregressive blocks (the D-pass direction unrolled) at batch 1 and 5, traced at 2."""
+    block = _new_block(name)
+    info = to_onnx(block, tmp_path / f"{name}_{direction}.onnx", direction)
+    session = ort.InferenceSession(str(info.path))
+    for batch in BATCHES:
+        gen = torch.Generator().manual_seed(batch)
+        xs = [torch.randn(batch, *shape, generator=gen) for shape in block.dims_in]
+        cs = [torch.randn(batch, *shape, generator=gen) for shape in block.dims_c]
+        with torch.no_grad():
+            expected = ExportAdapter(block, direction)(*xs, *cs)
+        got = _run(session, info.input_names, xs + cs)
+        assert len(got) == len(expected) and got[-1].shape == (batch,)
+        for value, reference in zip(got, expected):
+            np.testing.assert_allclose(value, reference.numpy(), rtol=RTOL, atol=NEW_ATOL)
 
 
 # --- errors -----------------------------------------------------------------------------------

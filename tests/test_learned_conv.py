@@ -216,13 +216,21 @@ def test_onnx_export_both_directions(tmp_path: Path, shape: Tuple[int, ...]) -> 
 
 
 @pytest.mark.slow
-def test_full_weight_is_not_onnx_exportable(tmp_path: Path) -> None:
-    """ONNX has neither slogdet nor a matrix inverse: ``lu=False`` fails with one readable
-    error naming the block (use the default ``lu=True`` to export)."""
+def test_full_weight_onnx_export_both_directions(tmp_path: Path) -> None:
+    """ONNX has neither slogdet nor a matrix inverse: ``lu=False`` exports through ``to_onnx``'s
+    decompositions (Gaussian elimination with partial pivoting, unrolled over C)."""
+    ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from invertible.export import to_onnx
+    from invertible.export import ExportAdapter, to_onnx
 
-    block = Learned1x1Conv([(4,)], lu=False, seed=0)
+    block = Learned1x1Conv([(4, 3)], lu=False, seed=0).eval()
+    with torch.no_grad():
+        block.weight.add_(0.3 * torch.randn(4, 4, generator=torch.Generator().manual_seed(0)))
     for direction in ("forward", "inverse"):
-        with pytest.raises(RuntimeError, match="exporter failed on Learned1x1Conv"):
-            to_onnx(block, tmp_path / f"{direction}.onnx", direction)
+        info = to_onnx(block, tmp_path / f"{direction}.onnx", direction)
+        x = torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(1))
+        got = ort.InferenceSession(str(info.path)).run(None, {info.input_names[0]: x.numpy()})
+        with torch.no_grad():
+            expected = ExportAdapter(block, direction)(x)
+        for value, reference in zip(got, expected):
+            np.testing.assert_allclose(value, reference.numpy(), rtol=1e-4, atol=1e-5)

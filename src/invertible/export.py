@@ -15,12 +15,14 @@ the forward one). Axis 0 of every input and output is the dynamic axis ``batch``
 
 Exporter: ``torch.export``-based (``dynamo=True``, torch's default since 2.9). It traces
 symbolically, so a block that bakes the batch size into the graph fails at export instead of
-giving a silently wrong graph, and :data:`ONNX_DECOMPOSITIONS` rewrites the two ATen ops that
-have no ONNX counterpart (``searchsorted`` of the splines, the triangular solve of
-``GaussianMixtureModel``'s inverse) before conversion. ``exporter="torchscript"`` selects the
-legacy exporter (deprecated in torch 2.9; ~10x faster, needs no ``onnxscript``, but cannot export
-the spline blocks or ``GaussianMixtureModel``'s inverse). ``IResNetLayer``'s log-det is a
-stochastic autograd estimate and exports with neither: export it with ``jac=False``.
+giving a silently wrong graph, and :data:`ONNX_DECOMPOSITIONS` rewrites the ATen ops that have
+no ONNX counterpart (``searchsorted`` of the splines, the triangular solves of
+``GaussianMixtureModel``'s and ``Learned1x1Conv``'s inverses, ``slogdet`` and ``inv`` of
+``Learned1x1Conv(lu=False)``: Gaussian elimination unrolled over the static matrix size) before
+conversion; eager PyTorch keeps its own kernels. ``exporter="torchscript"`` selects the legacy
+exporter (deprecated in torch 2.9; ~10x faster, needs no ``onnxscript``, but cannot export the
+spline blocks, ``GaussianMixtureModel``'s inverse or ``Learned1x1Conv``). ``IResNetLayer``'s
+log-det is a stochastic autograd estimate and exports with neither: export it with ``jac=False``.
 
 The plain ``torch.onnx.export`` path: :class:`ExportAdapter` takes the inputs, then the
 conditions as positional tensors and returns the outputs, then the log-det::
@@ -359,10 +361,60 @@ def solve_triangular_by_substitution(
     return torch.stack([rows[i] for i in range(n)], dim=-2)
 
 
-#: ATen ops without an ONNX translation, rewritten in exportable ops before conversion.
+def lu_by_elimination(A: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gaussian elimination with partial pivoting of ``A`` ``(..., n, n)``, unrolled over the
+    (static) ``n``: ``(P, L, U, swaps)`` with ``P A = L U``, ``P`` a permutation matrix, ``L``
+    unit lower and ``U`` upper triangular, ``swaps`` ``(...,)`` the permutation's sign.
+
+    Each step picks the row of largest magnitude in the column as the pivot (``argmax``, no
+    branch on values) and swaps it in with a permutation matrix, as LAPACK's ``getrf`` does;
+    the multipliers are kept below the diagonal, so later swaps move them along.
+    """
+    n = A.shape[-1]
+    eye = torch.eye(n, dtype=A.dtype, device=A.device)
+    index = torch.arange(n, device=A.device)
+    m, p, swaps = A, eye.expand(A.shape), A.new_ones(A.shape[:-2])
+    for k in range(n - 1):
+        pivot_row = torch.argmax(m[..., k:, k].abs(), dim=-1) + k
+        e_k, e_p = eye[k], (index == pivot_row.unsqueeze(-1)).to(A.dtype)
+        col_k, row_k, col_p, row_p = (e.unsqueeze(d) for e in (e_k, e_p) for d in (-1, -2))
+        swap = eye - col_k * row_k - col_p * row_p + col_k * row_p + col_p * row_k  # rows k, p
+        m, p = swap @ m, swap @ p
+        swaps = torch.where(pivot_row == k, swaps, -swaps)
+        factors = m[..., k + 1 :, k] / m[..., k : k + 1, k]
+        later = (index > k).to(A.dtype)
+        eliminated = m[..., k + 1 :, :] - factors.unsqueeze(-1) * (m[..., k : k + 1, :] * later)
+        eliminated = torch.where(index == k, factors.unsqueeze(-1), eliminated)
+        m = torch.cat([m[..., : k + 1, :], eliminated], dim=-2)
+    return p, torch.tril(m, -1) + eye, torch.triu(m), swaps
+
+
+def slogdet_by_elimination(A: Tensor) -> Tuple[Tensor, Tensor]:
+    """``torch.linalg.slogdet`` from :func:`lu_by_elimination`: the sign and ``ln|det|`` are
+    those of ``U``'s diagonal, times the pivoting's sign. The exporter has no translation of
+    ``slogdet``; ``Learned1x1Conv(lu=False)`` needs it (for invertible matrices: a singular one
+    may give NaN instead of torch's ``(0, -inf)``)."""
+    _, _, upper, swaps = lu_by_elimination(A)
+    diagonal = torch.diagonal(upper, dim1=-2, dim2=-1)
+    return swaps * torch.prod(torch.sign(diagonal), dim=-1), diagonal.abs().log().sum(dim=-1)
+
+
+def inv_by_elimination(A: Tensor) -> Tensor:
+    """``torch.linalg.inv`` as ``U^-1 L^-1 P`` from :func:`lu_by_elimination` and two
+    :func:`solve_triangular_by_substitution`. ONNX has no matrix inverse;
+    ``Learned1x1Conv(lu=False)``'s inverse needs it."""
+    perm, lower, upper, _ = lu_by_elimination(A)
+    solved = solve_triangular_by_substitution(lower, perm, upper=False, unitriangular=True)
+    return solve_triangular_by_substitution(upper, solved, upper=True)
+
+
+#: ATen ops without an ONNX translation, rewritten in exportable ops before conversion. Used
+#: only while exporting: eager PyTorch keeps its own kernels.
 ONNX_DECOMPOSITIONS = {
     torch.ops.aten.searchsorted.Tensor: searchsorted_by_counting,
     torch.ops.aten.linalg_solve_triangular.default: solve_triangular_by_substitution,
+    torch.ops.aten.linalg_slogdet.default: slogdet_by_elimination,
+    torch.ops.aten.linalg_inv.default: inv_by_elimination,
 }
 
 
