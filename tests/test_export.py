@@ -15,16 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from cases import all_cases
-from invertible.export import (
-    ExportAdapter,
+from invertible._onnx_ops import (
     inv_by_elimination,
-    io_names,
     lu_by_elimination,
     searchsorted_by_counting,
     slogdet_by_elimination,
     solve_triangular_by_substitution,
-    to_onnx,
 )
+from invertible.export import ExportAdapter, io_names, to_onnx
 from invertible.framework import GraphINN, InputNode, Node, OutputNode, SequenceINN
 from invertible.modules import (
     ActNorm,
