@@ -33,6 +33,16 @@ SCRIPTS = {
         "test bits/dim normal", "test bits/dim anomalous", "image AUROC", "worst per-digit AUROC",
         "anomalies detected (%)", "normal test images flagged (%)",
     ]),
+    "glow_digits": (True, [
+        "test bits/dim Glow", "test bits/dim uniform", "inverse error max|x - f^-1(f(x))|",
+        "sampled pixels in range at T=1 (%)",
+    ]),
+    "conditional_maf": (False, [
+        "test NLL -log p(x|class) MAF (nats/sample)",
+        "test NLL -log p(x|class) true density (nats/sample)",
+        "generative classifier accuracy (%)", "Bayes classifier accuracy (%)",
+        "inverse error max|x - f^-1(f(x))|",
+    ]),
 }
 
 
