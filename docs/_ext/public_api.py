@@ -1,0 +1,108 @@
+"""The ``public-api`` directive: a summary table and the reference of every name in ``__all__``.
+
+``.. public-api:: invertible.modules`` reads the package's ``__all__`` at build time, so a name
+added to it appears in the reference without editing the pages. Each object is described once,
+on the page of its *home*: the documented package with the shortest name that lists it and
+contains the module defining it (``invertible.utils.FiniteGuard`` is ``invertible.debug``'s,
+``invertible.framework.graph_inn.GraphINN`` is ``invertible.framework``'s). Other pages list
+it in their table with a link to that description.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Dict, List, Tuple
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
+
+#: The packages that have a reference page, in the order of the reference's table of contents.
+PACKAGES = (
+    "invertible.modules",
+    "invertible.modules.splines",
+    "invertible.framework",
+    "invertible.framework.graph_inn",
+    "invertible.distributions",
+    "invertible.flows",
+    "invertible.export",
+    "invertible.testing",
+    "invertible.metrics",
+    "invertible.debug",
+    "invertible.utils",
+    "invertible.compat",
+)
+
+
+def public_names(package: str) -> List[str]:
+    """The package's ``__all__``."""
+    return list(importlib.import_module(package).__all__)
+
+
+def home(package: str, name: str) -> str:
+    """The package whose page describes ``package.name`` (see the module docstring)."""
+    obj = getattr(importlib.import_module(package), name)
+    defined_in = getattr(obj, "__module__", None) or ""
+    for candidate in sorted(PACKAGES, key=len):
+        inside = defined_in == candidate or defined_in.startswith(candidate + ".")
+        if inside and name in public_names(candidate):
+            return candidate
+    return package
+
+
+def directive_for(obj: Any) -> str:
+    """The autodoc directive that describes ``obj``."""
+    if inspect.isclass(obj) and issubclass(obj, BaseException):
+        return "autoexception"
+    if inspect.isclass(obj):
+        return "autoclass"
+    if inspect.isroutine(obj):
+        return "autofunction"
+    return "autodata"
+
+
+OPTIONS: Dict[str, Tuple[str, ...]] = {
+    "autoclass": (":members:", ":show-inheritance:"),
+    "autoexception": (":members:", ":show-inheritance:"),
+}
+
+
+def describe(name: str, obj: Any) -> List[str]:
+    """The autodoc directive, with its options, that describes ``obj`` under ``name``."""
+    kind = directive_for(obj)
+    lines = [f".. {kind}:: {name}", *(f"   {o}" for o in OPTIONS.get(kind, ()))]
+    fields = getattr(obj, "_fields", None)
+    if inspect.isclass(obj) and issubclass(obj, tuple) and fields:
+        # A NamedTuple's docstring describes its fields (Attributes:); autodoc would add them again.
+        lines.append(f"   :exclude-members: {', '.join(fields)}")
+    return lines
+
+
+class PublicApi(SphinxDirective):
+    """``.. public-api:: package``: the table of ``__all__``, then each name's description."""
+
+    required_arguments = 1
+
+    def run(self) -> List[nodes.Node]:
+        package = self.arguments[0]
+        module = importlib.import_module(package)
+        names = public_names(package)
+        homes = {name: home(package, name) for name in names}
+        table = [f"   {n}" if h == package else f"   ~{h}.{n}" for n, h in homes.items()]
+        lines = [f".. currentmodule:: {package}", "", ".. autosummary::", "   :nosignatures:", ""]
+        lines += [*table, ""]
+        for name in (n for n, h in homes.items() if h == package):
+            lines += [*describe(name, getattr(module, name)), ""]
+        container = nodes.container()
+        source = self.get_source_info()[0]
+        parsed = StringList(lines, source=source)
+        nested_parse_with_titles(self.state, parsed, container)
+        return container.children
+
+
+def setup(app: Sphinx) -> Dict[str, Any]:
+    app.add_directive("public-api", PublicApi)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
