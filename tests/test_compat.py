@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import pkgutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import types
 from pathlib import Path
 from typing import Dict, Iterator
 
+import numpy as np
 import pytest
 import torch
 
@@ -221,3 +223,89 @@ def test_one_liner_in_a_fresh_interpreter() -> None:
     assert done.returncode == 0, done.stderr
     assert "FrEIA is invertible" in done.stdout
     assert done.stdout.count("round trip") == 4
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    """``python -W default ARGS`` in a fresh interpreter (every warning shown on stderr)."""
+    return subprocess.run([sys.executable, "-W", "default", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_command_line_runs_one_copy_of_compat_without_warnings(tmp_path: Path) -> None:
+    """``python -m invertible.compat`` runs the imported package's own ``main`` (its
+    ``__main__`` submodule), not a second copy of ``invertible.compat`` as ``__main__``: runpy
+    warned about that copy, and its alias finder was not the one ``invertible.compat`` knew."""
+    script = tmp_path / "which_alias.py"
+    script.write_text("import FrEIA, invertible, invertible.compat as c\n"
+                      "print(FrEIA is invertible, c.freia_alias_installed())\n")
+    done = _run("-m", "invertible.compat", str(script))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
+    assert done.stderr == ""
+
+
+#: vislearn's GIN experiments: each PermuteRandom's seed from np.random, then the data from it.
+GIN_STYLE = """
+import json
+import numpy as np
+import FrEIA.modules as Fm
+np.random.seed(0)
+perms = [Fm.PermuteRandom([(8,)], seed=np.random.randint(2**31)).perm.tolist()
+         for _ in range(16)]
+print(json.dumps({"perms": perms, "data": np.random.randn(4, 3).tolist()}))
+"""
+
+
+def _freia_numpy_draws(reseed: bool) -> dict:
+    """What GIN_STYLE prints, from numpy alone: FrEIA reseeds the global generator with each
+    block's seed (``reseed``); plain ``invertible`` draws from ``RandomState(seed)``."""
+    np.random.seed(0)
+    perms = []
+    for _ in range(16):
+        seed = np.random.randint(2**31)
+        if reseed:
+            np.random.seed(seed)
+        perms.append((np.random if reseed else np.random.RandomState(seed)).permutation(8))
+    return {"perms": [p.tolist() for p in perms], "data": np.random.randn(4, 3).tolist()}
+
+
+def test_alias_reseeds_numpy_like_freia_for_gin_style_code(tmp_path: Path) -> None:
+    """Under the alias a seeded PermuteRandom reseeds numpy's global generator as FrEIA does, so
+    GIN-style code gets FrEIA's permutations and data; plain ``invertible`` does not reseed."""
+    script = tmp_path / "gin_style.py"
+    script.write_text(GIN_STYLE)
+    aliased = _run("-m", "invertible.compat", str(script))
+    assert aliased.returncode == 0, aliased.stderr
+    freia = _freia_numpy_draws(reseed=True)
+    assert json.loads(aliased.stdout) == freia
+    real = importlib.util.find_spec("FrEIA")
+    if real is not None and "invertible" not in (real.origin or ""):  # the real PyPI FrEIA
+        done = _run(str(script))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == freia
+    plain = tmp_path / "plain.py"
+    plain.write_text(GIN_STYLE.replace("import FrEIA.modules as Fm", "import invertible.modules "
+                                       "as Fm"))
+    done = _run(str(plain))
+    assert done.returncode == 0, done.stderr
+    ours = json.loads(done.stdout)
+    assert ours == _freia_numpy_draws(reseed=False)
+    assert sum(a != b for a, b in zip(ours["perms"], freia["perms"])) > 10
+    assert ours["data"] != freia["data"]
+
+
+def test_reseeding_is_switched_by_the_alias_only() -> None:
+    """In one process: the alias switches the reseeding on, uninstalling it off again."""
+    from invertible.modules import PermuteRandom
+
+    def after_seeded_block() -> float:
+        np.random.seed(0)
+        PermuteRandom([(6,)], seed=3)
+        return float(np.random.rand())
+
+    untouched, reseeded = np.random.RandomState(0).rand(), np.random.RandomState(3)
+    reseeded.permutation(6)
+    assert after_seeded_block() == untouched
+    with freia_alias():
+        assert after_seeded_block() == reseeded.rand()
+    assert after_seeded_block() == untouched

@@ -35,14 +35,24 @@ from .base import InvertibleModule
 __all__ = ["Fixed1x1Conv", "FixedLinearTransform", "InvertibleSigmoid", "PermuteRandom"]
 
 
+#: Whether a seeded draw reseeds numpy's global generator as FrEIA does. Only the FrEIA import
+#: alias (:mod:`invertible.compat`) switches it on, for code written against FrEIA that relies on
+#: the side effect (e.g. drawing each block's seed, then its data, from ``np.random``); plain
+#: ``invertible`` keeps it off, so that a seed never changes the user's later random draws.
+reseed_global_numpy = False
+
+
 def draw_permutation(n: int, seed: Optional[int]) -> np.ndarray:
     """``RandomState(seed).permutation(n)`` from a local generator, or numpy's global one if None.
 
     Both equal FrEIA's ``np.random.seed(seed); np.random.permutation(n)``, but a given seed never
     touches numpy's global state: reseeding it would silently change every later random draw
-    of the user's program.
+    of the user's program. With :data:`reseed_global_numpy` on, FrEIA's own call order is used.
     """
     if seed is None:
+        return np.random.permutation(n)
+    if reseed_global_numpy:
+        np.random.seed(seed)
         return np.random.permutation(n)
     return np.random.RandomState(seed).permutation(n)
 
@@ -92,7 +102,9 @@ class PermuteRandom(InvertibleModule):
         dims_c: must be empty (``forward`` takes no conditions).
         seed: draws ``np.random.RandomState(seed).permutation(C)`` from a local generator (the
             same permutation as FrEIA, without reseeding numpy's global generator); ``None``
-            draws ``np.random.permutation(C)`` from numpy's global generator.
+            draws ``np.random.permutation(C)`` from numpy's global generator. Under the FrEIA
+            import alias of :mod:`invertible.compat`, a seed also reseeds numpy's global
+            generator, as FrEIA does.
     """
 
     def __init__(self, dims_in: Dims, dims_c: Optional[Dims] = None, seed: Optional[int] = None

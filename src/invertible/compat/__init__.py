@@ -16,6 +16,14 @@ FrEIA that is installed but not yet imported. If a real FrEIA is already importe
 imported modules aside (objects created from them keep the real classes) until
 :func:`uninstall_freia_alias` puts them back.
 
+While the alias is installed, ``PermuteRandom(seed=s)`` also reseeds numpy's global generator
+(``np.random.seed(s)``) before drawing, as FrEIA does: FrEIA code may rely on that side effect,
+e.g. vislearn's GIN experiments draw each block's seed and then their training data from
+``np.random``. Plain ``invertible`` draws a seeded permutation from a local generator and leaves
+numpy's global state alone. ``AllInOneBlock`` reseeds nothing in any FrEIA, so it has no such
+switch: it draws its hard permutation with ``torch.randperm`` as FrEIA HEAD does (PyPI FrEIA 0.2
+drew it with ``np.random.permutation``, so under 0.2 it also advanced numpy's global generator).
+
 One-liners::
 
     python -m invertible.compat your_script.py --its --args   # a script
@@ -37,6 +45,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Dict, List, Optional
+
+from ..modules import fixed_transforms
 
 __all__ = [
     "ALIAS",
@@ -162,7 +172,8 @@ def install_freia_alias(force: bool = False) -> None:
 
     Every module of FrEIA's layout is registered in ``sys.modules`` right away (so
     ``sys.modules["FrEIA.modules.base"] is invertible.modules.base``); other imports below
-    the mirrored packages resolve lazily through the finder.
+    the mirrored packages resolve lazily through the finder. A seeded ``PermuteRandom`` then
+    reseeds numpy's global generator, as FrEIA's does.
 
     Args:
         force: if a real FrEIA is already imported, set its modules aside (restored by
@@ -188,6 +199,7 @@ def install_freia_alias(force: bool = False) -> None:
         del sys.modules[name]  # negative cache entries would block the alias
     if not freia_alias_installed():
         sys.meta_path.insert(0, _FINDER)
+    fixed_transforms.reseed_global_numpy = True  # FrEIA's np.random.seed(seed) side effect
     importlib.invalidate_caches()
     for name in _mirrored_modules():
         importlib.import_module(name)
@@ -198,6 +210,7 @@ def uninstall_freia_alias() -> None:
     any real FrEIA modules set aside by ``install_freia_alias(force=True)`` (idempotent)."""
     while _FINDER in sys.meta_path:
         sys.meta_path.remove(_FINDER)
+    fixed_transforms.reseed_global_numpy = False
     for name, module in list(sys.modules.items()):
         if _is_alias_name(name) and _is_target_module(module):
             del sys.modules[name]
@@ -252,6 +265,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runpy.run_path(script, run_name="__main__")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
