@@ -1,8 +1,10 @@
-"""The command line: both demos end to end (fast), `check` and `check_module`, one-line errors."""
+"""The command line: both demos end to end (fast), `check` and `check_module`, `bench` writing
+nothing into the checkout, one-line errors that point to the right help."""
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +20,7 @@ import invertible.cli.check as check_cli
 from cli_blocks import LearnedScale, Scale2, WrongLogDet
 from invertible.__main__ import main
 from invertible._check_module import CHECKS, check_module
-from invertible.cli import SUBCOMMANDS, build_parser
+from invertible.cli import SUBCOMMANDS, bench, build_parser
 from invertible.demo._metrics import auroc
 from invertible.demo._progress import ProgressBar
 from invertible.demo.digits import ALPHA, LEVELS, dequantise, digits_bits_per_dim
@@ -58,6 +60,7 @@ def test_demo_digits_fast_mode_reports_and_plots(
     assert value(r"inverse error\s+max\|x - f\^-1\(f\(x\)\)\| =", text) < 1e-3
     assert "wall time" in text and f"plots written to {out.resolve()}" in text
     assert "loss" in captured.err and "100%" in captured.err  # the progress bar
+    assert "3 epochs" in text and "epoch 3/3" in captured.err  # header and bar agree
     assert_pngs(out, ["samples.png", "scores.png", "loss.png"])
 
 
@@ -111,6 +114,16 @@ def test_progress_bar_writes_about_ten_lines_when_not_a_terminal(
     lines = capsys.readouterr().err.splitlines()
     assert 10 <= len(lines) <= 12
     assert "100%" in lines[-1] and "step 400/400" in lines[-1] and "bits/dim" in lines[-1]
+    assert "epoch" not in lines[-1]  # steps alone unless the epochs are given
+
+
+def test_progress_bar_counts_epochs_when_given() -> None:
+    bar = ProgressBar(400, stream=None, epochs=200)
+    assert "epoch 0/200  step 0/400" in bar.line()
+    for k, epoch in ((1, 1), (1, 1), (1, 2), (397, 200)):
+        for _ in range(k):
+            bar.update(1.0)
+        assert f"epoch {epoch}/200  step {bar.count}/400" in bar.line()
 
 
 # --- check -----------------------------------------------------------------------------------
@@ -232,6 +245,20 @@ def test_bad_input_gives_one_line_and_nonzero_exit(
     assert err.startswith("invertible")
 
 
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_an_unknown_option_points_to_the_subcommands_help(
+    name: str, capsys: pytest.CaptureFixture
+) -> None:
+    argv = [name, "x:y"] if name == "check" else [name]  # check needs its target first
+    assert main([*argv, "--bogus"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"invertible {name}: error: unrecognized arguments: --bogus "
+        f"(see: invertible {name} --help)"
+    )
+    assert main(["--bogus", *argv]) == 2  # before the subcommand: the top-level option list
+    assert capsys.readouterr().err.strip().endswith("(see: invertible --help)")
+
+
 def test_a_user_file_that_raises_on_import(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / "broken_blocks.py"
     bad.write_text("raise RuntimeError('boom\\nsecond line')\n")
@@ -288,3 +315,32 @@ def test_python_dash_m_entry_point_in_a_fresh_process() -> None:
     assert result.stderr.strip().splitlines() == [
         "invertible check: error: 'invertible.modules' has no attribute 'Nope'"
     ]
+
+
+# --- bench -----------------------------------------------------------------------------------
+
+
+def test_bench_quick_writes_only_to_the_user_cache_and_prints_no_profiler_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    suite = bench.find_suite()
+    if suite is None:
+        pytest.skip("needs the repository's benchmarks/ folder (an installed wheel has none)")
+    in_checkout = suite.parent / "results" / "quick.json"
+    before = in_checkout.stat().st_mtime_ns if in_checkout.exists() else None
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCH_CPP_LOG_LEVEL", raising=False)
+    monkeypatch.delenv("INVERTIBLE_BENCH_REEXEC", raising=False)
+    quick = ["bench", "--quick", "--workloads", "W1", "--repeats", "1", "--threads", "1"]
+    assert main(quick) == 0
+    out, err = capfd.readouterr()
+    cached = tmp_path / "cache" / "invertible" / "bench" / "quick.json"
+    assert f"JSON written to {cached}" in out and cached.is_file()
+    assert "Memory block" not in err and "CPUAllocator" not in err, err
+    after = in_checkout.stat().st_mtime_ns if in_checkout.exists() else None
+    assert after == before and os.listdir(work) == []
+    assert main([*quick, "--builtin"]) == 0  # the subset writes nothing without --json
+    assert os.listdir(work) == [] and "W1" in capfd.readouterr().out

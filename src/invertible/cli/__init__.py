@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .. import __version__
-from ._common import CLIError, OneLineParser, UsageError, one_line
+from ._common import CLIError, OneLineParser, SubcommandParser, UsageError, one_line
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
@@ -34,7 +34,8 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, ModuleType]]:
     """The top-level parser and, per command name, the module that runs it."""
     parser = OneLineParser(prog="invertible", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"invertible {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                       parser_class=SubcommandParser)
     runners: Dict[str, ModuleType] = {}
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"{__name__}.{name}")

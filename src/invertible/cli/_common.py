@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Dict, NoReturn, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import torch
 
 __all__ = [
     "CLIError",
     "OneLineParser",
+    "SubcommandParser",
     "UsageError",
     "json_object",
     "one_line",
@@ -42,6 +43,24 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Raise `UsageError` naming this (sub)command."""
         raise UsageError(self.prog, message)
+
+
+class SubcommandParser(OneLineParser):
+    """The parser of one subcommand: arguments it does not know are its error, not the top's.
+
+    ``argparse`` hands a subcommand's unknown arguments back to the top-level parser, whose
+    error would name ``invertible`` and point to ``invertible --help``; the subcommand's own
+    help is the one that lists the options the user was after.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None
+    ) -> Tuple[argparse.Namespace, List[str]]:
+        """Parse ``args``; `UsageError` naming this subcommand if any is left over."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def one_line(error: object) -> str:

@@ -103,15 +103,15 @@ def _run_digits(
     args: argparse.Namespace, options: Dict[str, int], device: torch.device, out: Path
 ) -> List[Path]:
     """Train and evaluate on the digits, print the results, write the plots."""
-    from ..demo.digits import run_digits
+    from ..demo.digits import BATCH_SIZE, run_digits
     from ..demo.plots import plot_digits
 
     normal = 0 if args.normal_class is None else args.normal_class
     others = ",".join(str(d) for d in range(10) if d != normal)
     print("invertible demo: one-class anomaly detection on scikit-learn's 8x8 digits")
     print(f"  train a 2-scale convolutional INN ({options['blocks']} AllInOneBlocks per scale) "
-          f"on digit {normal} only, {options['epochs']} epochs on {device}; digits {others} "
-          "are the anomalies, scored by NLL", flush=True)
+          f"on digit {normal} only, {options['epochs']} epochs (mini-batches of {BATCH_SIZE}) "
+          f"on {device}; digits {others} are the anomalies, scored by NLL", flush=True)
     result = run_digits(options["epochs"], options["blocks"], normal, args.seed, device,
                         _stream(args))
     rows = [

@@ -10,7 +10,7 @@ __all__ = ["ProgressBar"]
 
 
 class ProgressBar:
-    """``label [#####.....]  40%  step 80/200  loss 2.345 bits/dim  3.1 s``.
+    """``label [#####.....]  40%  epoch 40/100  step 80/200  loss 2.345 bits/dim  3.1 s``.
 
     On a terminal the line is redrawn in place (at most ten times a second); elsewhere (a log
     file, a captured stream) a line is written at every tenth of the run, so logs stay short.
@@ -22,6 +22,8 @@ class ProgressBar:
         unit: unit of the loss shown after it.
         stream: where to write (default ``sys.stderr``); ``None`` keeps the bar silent.
         width: characters inside the brackets.
+        epochs: when > 0, the ``total`` steps make this many epochs and the line shows the
+            epoch too, so a run announced in epochs reads the same in its progress.
     """
 
     def __init__(
@@ -31,12 +33,14 @@ class ProgressBar:
         unit: str = "",
         stream: Optional[TextIO] = sys.stderr,
         width: int = 24,
+        epochs: int = 0,
     ) -> None:
         self.total = max(int(total), 1)
         self.label = label
         self.unit = unit
         self.stream = stream
         self.width = width
+        self.epochs = epochs
         self.count = 0
         self.loss = float("nan")
         self._start = time.perf_counter()
@@ -68,8 +72,10 @@ class ProgressBar:
         bar = "#" * filled + "." * (self.width - filled)
         unit = f" {self.unit}" if self.unit else ""
         seconds = time.perf_counter() - self._start
+        epoch = -(-self.count * self.epochs // self.total)  # ceiling: the epoch under way
+        epochs = f"epoch {epoch}/{self.epochs}  " if self.epochs > 0 else ""
         return (
-            f"{self.label} [{bar}] {100 * done:3.0f}%  step {self.count}/{self.total}  "
+            f"{self.label} [{bar}] {100 * done:3.0f}%  {epochs}step {self.count}/{self.total}  "
             f"loss {self.loss:.3f}{unit}  {seconds:.1f} s"
         )
 

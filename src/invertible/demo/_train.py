@@ -61,7 +61,7 @@ def fit(
     steps_per_epoch = math.ceil(len(data) / batch_size)
     optimiser = torch.optim.Adam(flow.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs * steps_per_epoch)
-    bar = ProgressBar(epochs * steps_per_epoch, label, unit, stream)
+    bar = ProgressBar(epochs * steps_per_epoch, label, unit, stream, epochs=epochs)
     log = TrainLog(steps_per_epoch)
     eval_every = max(1, epochs // 20)
     for epoch in range(1, epochs + 1):
