@@ -39,8 +39,11 @@ def Glow(  # noqa: N802 - named after the architecture
     (``IRevNetDownsampling`` or ``HaarDownsampling``: :math:`(C, H, W) \to (4C, H/2, W/2)`),
     then runs ``steps`` flow steps, each ``ActNorm`` (initialised from the first batch it
     sees: call ``log_prob`` on data before sampling), ``Learned1x1Conv`` and a
-    ``GLOWCouplingBlock`` whose subnets are Glow's (3x3 conv, ReLU, 1x1 conv, ReLU, zero 3x3
-    conv; ``hidden_channels`` wide). Every level but the last then splits its channels in half
+    ``AffineCouplingOneSided``: Glow's affine coupling, which scales and shifts the second half
+    of the channels as a function of the first with one subnet, Glow's (3x3 conv, ReLU, 1x1
+    conv, ReLU, zero 3x3 conv; ``hidden_channels`` wide). The next step's 1x1 convolution mixes
+    the halves, so a second, mirrored coupling per step (``GLOWCouplingBlock``) would only
+    double the subnet work. Every level but the last then splits its channels in half
     (``Split``): the first half goes on to the next level, the second is a latent output
     ("factored out"); the last level's output is the final latent. Outputs are ordered by
     level, the final latent last.
@@ -121,7 +124,7 @@ def _glow_graph(shape: Sequence[int], levels: int, steps: int, hidden: int, cont
             norm = Node(node, Fm.ActNorm, {}, name=f"{name}.actnorm")
             conv = Node(norm, Fm.Learned1x1Conv, {"seed": seed + level * steps + step},
                         name=f"{name}.conv1x1")
-            node = Node(conv, Fm.GLOWCouplingBlock, coupling, conditions=conditions or None,
+            node = Node(conv, Fm.AffineCouplingOneSided, coupling, conditions=conditions or None,
                         name=f"{name}.coupling")
             nodes += [norm, conv, node]
         if level < levels - 1:
