@@ -14,7 +14,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -38,7 +38,7 @@ TESTS = Path(__file__).resolve().parent
 STYLE_MODULE = "freia_style_code"
 
 
-def _alias_entries() -> Dict[str, object]:
+def _alias_entries() -> Dict[str, types.ModuleType]:
     return {
         name: module for name, module in sys.modules.items()
         if name == "FrEIA" or name.startswith("FrEIA.") or name == STYLE_MODULE
@@ -93,7 +93,7 @@ def test_every_import_form_resolves_to_invertible() -> None:
         alias = "FrEIA" + name[len("invertible"):]
         assert sys.modules[alias] is module, alias
         assert importlib.import_module(alias) is module
-        assert module.__spec__.name == name  # the target's spec is not overwritten
+        assert module.__spec__ is not None and module.__spec__.name == name  # not overwritten
 
 
 def test_names_outside_freias_layout_are_not_found() -> None:
@@ -143,7 +143,7 @@ def _import_style_code() -> types.ModuleType:
     return importlib.import_module(STYLE_MODULE)
 
 
-def _round_trip(model: torch.nn.Module, xs: list, c: list = ()) -> tuple:
+def _round_trip(model: torch.nn.Module, xs: list, c: Sequence = ()) -> tuple:
     cond = list(c) or None
     with torch.no_grad():
         z, log_det = model(xs if len(xs) > 1 else xs[0], c=cond)

@@ -1,4 +1,4 @@
-"""Run code written against FrEIA on `invertible`, unchanged: ``FrEIA`` as an import alias.
+"""Coming from FrEIA: ``FrEIA`` as an import alias of `invertible`, and FrEIA 0.2 checkpoints.
 
 After :func:`install_freia_alias`, every ``FrEIA`` import in the running process resolves to
 ``invertible``: ``import FrEIA.framework as Ff``, ``from FrEIA.modules import AllInOneBlock``,
@@ -24,6 +24,10 @@ numpy's global state alone. ``AllInOneBlock`` reseeds nothing in any FrEIA, so i
 switch: it draws its hard permutation with ``torch.randperm`` as FrEIA HEAD does (PyPI FrEIA 0.2
 drew it with ``np.random.permutation``, so under 0.2 it also advanced numpy's global generator).
 
+A checkpoint trained with PyPI FrEIA 0.2 loads with :func:`load_freia_02_checkpoint`, which also
+switches the network to the few formulas of 0.2 that HEAD changed, so that it computes what 0.2
+computed; a checkpoint of FrEIA HEAD loads with plain ``load_state_dict``.
+
 One-liners::
 
     python -m invertible.compat your_script.py --its --args   # a script
@@ -47,12 +51,14 @@ from types import ModuleType
 from typing import Dict, List, Optional
 
 from ..modules import fixed_transforms
+from ._migration import load_freia_02_checkpoint
 
 __all__ = [
     "ALIAS",
     "freia_alias",
     "freia_alias_installed",
     "install_freia_alias",
+    "load_freia_02_checkpoint",
     "main",
     "uninstall_freia_alias",
 ]
