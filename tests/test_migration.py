@@ -116,9 +116,8 @@ def run(net: nn.Module, x: Tensor, c: Optional[List[Tensor]], rev: bool) -> Tupl
     return (out[0] if isinstance(out, (list, tuple)) else out), log_det
 
 
-def save_pypi_checkpoint(builder: Builder, x: Tensor, c: Optional[List[Tensor]],
-                         path: Path) -> nn.Module:
-    """Build, initialise and perturb the 0.2 network, ``torch.save`` its state_dict to ``path``."""
+def trained_pypi(builder: Builder, x: Tensor, c: Optional[List[Tensor]]) -> nn.Module:
+    """The 0.2 network, built, initialised by a first call and moved off its initial values."""
     theirs = build(builder, True, 0, x.dtype)
     run(theirs, x, c, rev=False)  # data-dependent initialisation (ActNorm)
     gen = torch.Generator().manual_seed(7)
@@ -126,6 +125,13 @@ def save_pypi_checkpoint(builder: Builder, x: Tensor, c: Optional[List[Tensor]],
         for p in theirs.parameters():
             if p.requires_grad:
                 p.add_(0.1 * torch.randn(p.shape, generator=gen).to(p.dtype))
+    return theirs
+
+
+def save_pypi_checkpoint(builder: Builder, x: Tensor, c: Optional[List[Tensor]],
+                         path: Path) -> nn.Module:
+    """:func:`trained_pypi`, with its state_dict written to ``path`` by ``torch.save``."""
+    theirs = trained_pypi(builder, x, c)
     torch.save(theirs.state_dict(), path)
     return theirs
 
@@ -196,6 +202,20 @@ def test_graph_saved_with_its_branches_in_another_order(tmp_path: Path) -> None:
         copy.deepcopy(ours).load_state_dict(torch.load(tmp_path / "flow.pt"))
     load_freia_02_checkpoint(ours, tmp_path / "flow.pt")
     assert_same_function(ours, theirs, x, None)
+
+
+def test_flows_nested_in_a_user_module(tmp_path: Path) -> None:
+    """anomalib keeps one flow per feature scale in an ``nn.ModuleList`` (keys such as
+    ``1.module_list.4.subnet...``): the call walks into every container."""
+    x, _ = data((4, 8, 8), None, torch.float32)
+    theirs = nn.ModuleList([trained_pypi(fastflow_like, x, None),
+                            trained_pypi(branching_graph, x[:, :3], None)])
+    torch.save(theirs.state_dict(), tmp_path / "model.pt")
+    ours = nn.ModuleList([build(fastflow_like, False, 1, torch.float32),
+                          build(branching_graph, False, 1, torch.float32)])
+    load_freia_02_checkpoint(ours, tmp_path / "model.pt")
+    assert_same_function(ours[0], theirs[0], x, None)
+    assert_same_function(ours[1], theirs[1], x[:, :3], None)
 
 
 def test_twin_branches_are_refused(tmp_path: Path) -> None:
