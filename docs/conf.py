@@ -43,6 +43,8 @@ extensions = [
 # sphinx-mathjax-offline package is installed (see _ext/offline_mathjax.py).
 exclude_patterns = ["_build", "tutorials"]  # the gallery's sources; it writes auto_tutorials/
 html_theme = "furo"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_title = f"invertible {release}"
 html_theme_options = {"navigation_with_keys": True}
 html_show_sourcelink = False

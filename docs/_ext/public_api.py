@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from docutils import nodes
 from docutils.statemachine import StringList
@@ -103,6 +103,23 @@ class PublicApi(SphinxDirective):
         return container.children
 
 
+def init_signature(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, signature: Optional[str],
+    return_annotation: Optional[str],
+) -> Optional[Tuple[str, Optional[str]]]:
+    """Show a class's ``__init__`` arguments where autodoc shows ``(*args, **kwargs)``.
+
+    ``InvertibleModule.__new__`` takes ``(*args, **kwargs)`` (it checks the arguments against
+    ``__init__`` to name the class in a ``TypeError``), and autodoc prefers ``__new__``.
+    """
+    if what not in ("class", "exception") or signature != "(*args, **kwargs)":
+        return None
+    parameters = list(inspect.signature(obj.__init__).parameters.values())[1:]
+    plain = [p.replace(annotation=inspect.Parameter.empty) for p in parameters]
+    return str(inspect.Signature(plain)), return_annotation
+
+
 def setup(app: Sphinx) -> Dict[str, Any]:
     app.add_directive("public-api", PublicApi)
+    app.connect("autodoc-process-signature", init_signature)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

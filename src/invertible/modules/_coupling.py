@@ -160,7 +160,8 @@ class CouplingBlock(InvertibleModule):
             a learned constant affine map.
     """
 
-    #: ``{subnet name: the part its output parametrises}`` (1, 2: a half; 0: the whole input).
+    #: Which part each subnet's output parametrises, by subnet name (1 or 2 for that half, 0 for
+    #: the whole input).
     subnets: ClassVar[Dict[str, int]] = {}
     #: Subnet output channels per channel of the part a subnet parametrises.
     params_per_channel: int = 1

@@ -93,7 +93,7 @@ class ActNorm(InvertibleModule):
 
     #: all-reduce the initial statistics across ``torch.distributed`` ranks (see above)
     sync_distributed_init: bool = True
-    #: the process group of that all-reduce (``None``: the default group)
+    #: the process group of that all-reduce (the default group when ``None``)
     process_group: Optional[Any] = None
     is_initialized: Tensor
 
