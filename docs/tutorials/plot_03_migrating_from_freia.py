@@ -24,6 +24,7 @@ an import alias, shown at the end.
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,6 +58,7 @@ import FrEIA.framework as freia_framework  # noqa: E402  (the real FrEIA, for co
 import FrEIA.modules as freia_modules  # noqa: E402
 
 torch.manual_seed(0)
+np.random.seed(0)  # FrEIA 0.2 draws AllInOneBlock's permutations from numpy's global generator
 mixing = torch.randn(6, 6)
 
 
