@@ -129,18 +129,9 @@ def content_classes(entries: List[State]) -> List[int]:
     return classes
 
 
-def renumbered_graph(graph: GraphINN, state: State) -> State:
-    """``state`` with the graph's ``module_list.<k>`` entries moved to the modules they fit.
-
-    FrEIA 0.2 listed a graph's modules in *some* order in which every node comes after the
-    nodes feeding its inputs. Position by position, the search places a module whose
-    predecessors are placed and into which the checkpoint's entry at that position loads
-    (``invertible``'s own order tried first, partial results memoised by the set placed). It
-    keeps up to two solutions that give some module different weights: none leaves ``state``
-    as it is (the strict load then names what does not fit), two are ambiguous.
-    """
-    modules = list(graph.module_list)
-    n = len(modules)
+def graph_entries(state: State, n: int) -> Tuple[List[State], State]:
+    """Split ``state`` into the entries of ``module_list.0`` ... ``module_list.<n-1>`` (keys
+    relative to the module) and everything else."""
     entries: List[State] = [{} for _ in range(n)]
     rest: State = {}
     for key, value in state.items():
@@ -150,11 +141,20 @@ def renumbered_graph(graph: GraphINN, state: State) -> State:
             entries[int(index)][name] = value
         else:
             rest[key] = value
-    nodes = [node for node in graph.node_list_fwd if node.module is not None]
-    position = {id(node): j for j, node in enumerate(nodes)}
-    preds = [frozenset(position[id(p)] for p, _ in node.inputs if id(p) in position)
-             for node in nodes]
-    classes = content_classes(entries)
+    return entries, rest
+
+
+def module_orders(modules: List[nn.Module], preds: List[FrozenSet[int]],
+                  entries: List[State]) -> List[Assignment]:
+    """Up to two orders (module index per position) that run the graph and load every entry
+    into its module, differing in the weights some module gets.
+
+    Position by position, a module is placed when its predecessors are placed and the entry at
+    that position loads into it (``invertible``'s own order tried first); partial results are
+    memoised by the set of modules placed, so a graph of parallel branches costs no more than
+    the number of such sets.
+    """
+    n, classes = len(modules), content_classes(entries)
     fit_cache: Dict[Tuple[int, int], bool] = {}
     memo: Dict[FrozenSet[int], List[Assignment]] = {}
 
@@ -163,31 +163,46 @@ def renumbered_graph(graph: GraphINN, state: State) -> State:
             fit_cache[(k, j)] = fits(modules[j], entries[k])
         return fit_cache[(k, j)]
 
-    def solutions(placed: FrozenSet[int]) -> List[Assignment]:
-        """Up to two module orders for the remaining positions, differing in content."""
+    def completions(placed: FrozenSet[int]) -> List[Assignment]:
         k = len(placed)
         if k == n:
             return [()]
         if placed not in memo:
             found: Dict[FrozenSet[Tuple[int, int]], Assignment] = {}
-            for j in range(n):
-                if j in placed or not preds[j] <= placed or not fit(k, j):
-                    continue
-                for tail in solutions(placed | {j}):
-                    order = (j, *tail)
-                    loads = frozenset((m, classes[k + i]) for i, m in enumerate(order))
-                    found.setdefault(loads, order)
+            for j in (j for j in range(n) if j not in placed and preds[j] <= placed):
+                if fit(k, j):
+                    for tail in completions(placed | {j}):
+                        order = (j, *tail)
+                        weights = frozenset((m, classes[k + i]) for i, m in enumerate(order))
+                        found.setdefault(weights, order)
                 if len(found) > 1:
                     break
             memo[placed] = list(found.values())[:2]
         return memo[placed]
 
-    orders = solutions(frozenset())
+    return completions(frozenset())
+
+
+def renumbered_graph(graph: GraphINN, state: State) -> State:
+    """``state`` with the graph's ``module_list.<k>`` entries moved to the modules they load into.
+
+    FrEIA 0.2 listed a graph's modules in *some* order in which every node comes after the
+    nodes feeding its inputs (:func:`module_orders` finds it). No fitting order leaves ``state``
+    as it is, so that the strict load names what does not fit.
+
+    Raises:
+        ValueError: two fitting orders give some module different weights.
+    """
+    nodes = [node for node in graph.node_list_fwd if node.module is not None]
+    entries, rest = graph_entries(state, len(nodes))
+    position = {id(node): j for j, node in enumerate(nodes)}
+    preds = [frozenset(position[id(p)] for p, _ in node.inputs if id(p) in position)
+             for node in nodes]
+    orders = module_orders(list(graph.module_list), preds, entries)
     if not orders:
         return state
     if len(orders) > 1:
-        first, second = orders
-        names = sorted({nodes[a].name for a, b in zip(first, second) if a != b})
+        names = sorted({nodes[a].name for a, b in zip(*orders) if a != b})
         raise ValueError(
             f"load_freia_02_checkpoint: FrEIA 0.2 numbered the modules of a GraphINN's parallel "
             f"branches by memory address, and this checkpoint's module_list entries load into "
