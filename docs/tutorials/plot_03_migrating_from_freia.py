@@ -69,7 +69,7 @@ def data(n):
 
 freia_net = build(freia_framework, freia_modules)
 optimizer = torch.optim.Adam(freia_net.parameters(), lr=1e-3)
-for step in range(150):
+for _ in range(150):
     z, log_det = freia_net(data(256))
     loss = (0.5 * z.pow(2).sum(1) - log_det).mean()
     optimizer.zero_grad()
@@ -103,7 +103,7 @@ print(f"max |log-det difference| {(log_det - log_det_freia).abs().max():.3g}")
 # The outputs above differ, and not by round-off. ``AllInOneBlock`` bounds its log-scale
 # softly by the clamp :math:`\kappa` (``affine_clamping``). PyPI FrEIA 0.2 computed
 # :math:`s = \kappa \tanh(a)`; FrEIA's current code, and ``invertible``, compute
-# :math:`s = \kappa \tanh(a / \kappa)`, which is the identity for small :math:`a` (the
+# :math:`s = \kappa \tanh(a / \kappa)`, which is close to :math:`a` for small :math:`a` (the
 # subnet's output means the same thing whatever the clamp). Both are valid flows; a checkpoint
 # was trained with one of them. The weights do not say which, so you switch the blocks of a
 # network that loaded a 0.2 checkpoint to the old clamp:
