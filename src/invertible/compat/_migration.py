@@ -17,7 +17,7 @@ from ..modules.all_in_one_block import AllInOneBlock
 __all__ = ["load_freia_02_checkpoint"]
 
 State = Dict[str, Tensor]
-#: A way to fill a graph's ``module_list``: the checkpoint entry index each module receives.
+#: An order of a graph's modules: for each ``module_list.<k>`` of the checkpoint, our module.
 Assignment = Tuple[int, ...]
 
 
@@ -47,8 +47,10 @@ def load_freia_02_checkpoint(
 
     Every other block computes the same function in both packages once loaded. Three 0.2
     results are not reproduced, because they were wrong: ``LearnedElementwiseScaling``'s reverse
-    log-det had the forward sign, ``InvertibleSigmoid`` on images returned one log-det per pixel
-    instead of per sample, and ``IResNetLayer``'s reverse log-det was a fresh stochastic estimate.
+    log-det had the forward sign, ``InvertibleSigmoid`` on images returned one log-det per
+    position (summed over channels only) instead of one per sample, and ``IResNetLayer``'s
+    reverse log-det was a fresh stochastic estimate taken at the latent point instead of at the
+    reconstructed input.
 
     Returns:
         ``model``, for chaining.
