@@ -125,5 +125,11 @@ print(f"to_openvino's IR: max |dz| {max_difference(z_ov, z):.1e}, "
 # ``direction="inverse"`` exports the sampler the same way. Conditions, several inputs and
 # outputs (a ``GraphINN``), and image flows of any size the network accepts export alike; a
 # block that cannot be exported fails with a ``RuntimeError`` that names it.
+#
+# One gap remains with the OpenVINO release used here: the CPU runtime merges a linear layer
+# and its bias into one node and loses the float32 mark on the way, so a flow with
+# ``nn.Linear`` subnets (a CFlow-style decoder) still runs those layers in bfloat16 on CPUs
+# with bfloat16 units. Compile such an IR with
+# ``core.compile_model(ir.path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})``.
 
 folder.cleanup()
