@@ -9,7 +9,8 @@ thresholds the negative log-likelihood), the inverse direction ``z -> (x, log_de
 * :func:`invertible.export.to_onnx` writes either direction to an ONNX file, with a dynamic
   batch axis, for onnxruntime and every other ONNX runtime;
 * :func:`invertible.export.to_openvino` writes an OpenVINO IR (``.xml`` and ``.bin``), the
-  format Intel's runtime and anomalib's deployment use, that runs in float32 by default.
+  format of Intel's runtime that anomalib deploys its flows with, which OpenVINO's CPU runtime
+  runs in float32 with its default settings.
 
 Both need the optional dependencies: ``pip install invertible[export]`` for ONNX (``onnx``,
 ``onnxscript``, and ``onnxruntime`` to run the files), ``invertible[openvino]`` for OpenVINO.
@@ -94,7 +95,7 @@ print(f"inverse: max |dx| {max_difference(x_onnx, x_back):.1e}, "
 # -----------
 # OpenVINO reads ONNX files too, but its CPU runtime chooses the precision it computes in:
 # on CPUs with bfloat16 units (AVX-512 BF16, AMX) it runs a float32 model in bfloat16 unless
-# the caller asks otherwise. The default of this machine:
+# the caller asks otherwise. The default on the machine that built this page:
 
 import openvino  # noqa: E402
 
@@ -107,9 +108,10 @@ print(f"the ONNX file as it is: max |dz| {max_difference(z_plain, z):.1e}, "
       f"max |d log-det| {max_difference(log_det_plain, log_det):.1e}")
 
 # %%
-# Where the default is bfloat16, that costs about three significant digits in ``z`` and in the
-# log-det, i.e. in every likelihood and anomaly score. ``to_openvino`` writes an IR that asks
-# to be run in float32 itself, so whoever deploys it compiles it with the defaults:
+# Where the default is bfloat16, the convolutions keep about three significant digits instead
+# of float32's seven, and the error reaches ``z`` and the log-det, i.e. every likelihood and
+# anomaly score. ``to_openvino`` writes an IR that asks to be run in float32 itself, so whoever
+# deploys it compiles it with the defaults:
 
 from invertible.export import to_openvino  # noqa: E402
 
