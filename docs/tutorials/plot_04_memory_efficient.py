@@ -48,6 +48,7 @@ def nll(inn, x):
     return (0.5 * z.pow(2).flatten(1).sum(1) - log_det).mean()
 
 
+torch.manual_seed(1)
 x = torch.randn(8, 4, 16, 16)
 
 # %%
@@ -167,6 +168,7 @@ def dropout_subnet(c_in, c_out):
     return nn.Sequential(nn.Linear(c_in, 32), nn.Dropout(0.1), nn.Linear(32, c_out))
 
 
+torch.manual_seed(2)
 dropout_flow = Ff.SequenceINN(8)
 dropout_flow.append(Fm.GLOWCouplingBlock, subnet_constructor=dropout_subnet)
 dropout_flow.eval()  # dropout does nothing in eval mode: the block is accepted
