@@ -37,10 +37,12 @@ def subnet(c_in, c_out):
 
 
 def build(framework, modules):
-    """Nine blocks on 6-D vectors: 3 x (AllInOneBlock, GLOW coupling, fixed permutation)."""
+    """Nine blocks on 6-D vectors: 3 x (AllInOneBlock, GLOW, fixed permutation)."""
     inn = framework.SequenceINN(6)
     for k in range(3):
-        inn.append(modules.AllInOneBlock, subnet_constructor=subnet, affine_clamping=1.5)
+        inn.append(
+            modules.AllInOneBlock, subnet_constructor=subnet, affine_clamping=1.5
+        )
         inn.append(modules.GLOWCouplingBlock, subnet_constructor=subnet)
         inn.append(modules.PermuteRandom, seed=k)
     return inn
@@ -54,11 +56,13 @@ def build(framework, modules):
 # briefly by maximum likelihood on a skewed 6-D distribution, and save its ``state_dict``
 # into a temporary folder, as a training script would.
 
-import FrEIA.framework as freia_framework  # noqa: E402  (the real FrEIA, for comparison)
-import FrEIA.modules as freia_modules  # noqa: E402
+import FrEIA.framework as freia_framework  # the real FrEIA, for comparison
+import FrEIA.modules as freia_modules
 
 torch.manual_seed(0)
-np.random.seed(0)  # FrEIA 0.2 draws AllInOneBlock's permutations from numpy's global generator
+np.random.seed(
+    0
+)  # FrEIA 0.2 draws AllInOneBlock's permutations from numpy's global generator
 mixing = torch.randn(6, 6)
 
 
@@ -75,9 +79,13 @@ for _ in range(150):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-print(f"FrEIA 0.2 network trained: NLL {loss.item():.3f} nats (without the constant)")
+print(
+    f"FrEIA 0.2 network trained: NLL {loss.item():.3f} nats (without the constant)"
+)
 
-workdir = tempfile.TemporaryDirectory(prefix="invertible-migration-")  # removed at the end
+workdir = tempfile.TemporaryDirectory(
+    prefix="invertible-migration-"
+)  # removed at the end
 checkpoint = Path(workdir.name) / "freia_flow.pt"
 torch.save(freia_net.state_dict(), checkpoint)
 print(f"saved {len(freia_net.state_dict())} tensors to {checkpoint.name}")
@@ -138,18 +146,27 @@ print(f"max |x - f^-1(f(x))|     {(x_back - x).abs().max():.3g}")
 # imports FrEIA: if a real FrEIA is already imported (as on this page, which used it above), it
 # refuses, unless ``force=True`` sets the real modules aside until the alias is removed.
 
-import invertible  # noqa: E402
-from invertible.compat import freia_alias  # noqa: E402
+import invertible
+from invertible.compat import freia_alias
 
 with freia_alias(force=True):
     import FrEIA.framework
     import FrEIA.modules
 
-    print("FrEIA.modules is invertible.modules:", FrEIA.modules is invertible.modules)
-    third_party_net = build(FrEIA.framework, FrEIA.modules)  # code written for FrEIA
-    print("built a", type(third_party_net).__module__, type(third_party_net).__name__)
+    print(
+        "FrEIA.modules is invertible.modules:", FrEIA.modules is invertible.modules
+    )
+    third_party_net = build(
+        FrEIA.framework, FrEIA.modules
+    )  # code written for FrEIA
+    print(
+        "built a", type(third_party_net).__module__, type(third_party_net).__name__
+    )
 
-import FrEIA.modules  # noqa: E402
+import FrEIA.modules
 
-print("after the block, FrEIA is the real package again:", FrEIA.modules is freia_modules)
+print(
+    "after the block, FrEIA is the real package again:",
+    FrEIA.modules is freia_modules,
+)
 workdir.cleanup()

@@ -33,7 +33,7 @@ def subnet(c_in, c_out):
 
 
 def nll(z, log_det):
-    """Per-sample negative log-likelihood under a standard normal, without the constant."""
+    """Per-sample negative log-likelihood under N(0, I), without the constant."""
     return 0.5 * z.float().pow(2).flatten(1).sum(1) - log_det.float()
 
 
@@ -58,19 +58,25 @@ compiled = torch.compile(inn, fullgraph=True, backend="aot_eager")
 start = time.perf_counter()
 z_compiled, log_det_compiled = compiled(x)  # traced with gradients: a training step
 nll(z_compiled, log_det_compiled).mean().backward()
-print(f"first training step (compiles forward and backward): {time.perf_counter() - start:.1f} s")
+seconds = time.perf_counter() - start
+print(f"first training step (compiles forward and backward): {seconds:.1f} s")
 
 z, log_det = inn(x)
-print(f"forward, compiled vs eager: max |dz| {(z_compiled - z).abs().max():.1e}, "
-      f"max |d log-det| {(log_det_compiled - log_det).abs().max():.1e}")
+print(
+    f"forward, compiled vs eager: max |dz| {(z_compiled - z).abs().max():.1e}, "
+    f"max |d log-det| {(log_det_compiled - log_det).abs().max():.1e}"
+)
 
 with torch.no_grad():
     start = time.perf_counter()
     x_compiled, _ = compiled(z, rev=True)
-    print(f"first inverse call (compiles the inverse): {time.perf_counter() - start:.1f} s")
+    seconds = time.perf_counter() - start
+    print(f"first inverse call (compiles the inverse): {seconds:.1f} s")
     x_eager, _ = inn(z, rev=True)
-print(f"inverse, compiled vs eager: max |dx| {(x_compiled - x_eager).abs().max():.1e}; "
-      f"round trip max |x - f^-1(f(x))| {(x_compiled - x).abs().max():.1e}")
+print(
+    f"inverse, compiled vs eager: max |dx| {(x_compiled - x_eager).abs().max():.1e}"
+)
+print(f"round trip: max |x - f^-1(f(x))| {(x_compiled - x).abs().max():.1e}")
 
 # %%
 # ``compiled`` shares its parameters with ``inn``: train either, use either. A network with
@@ -87,8 +93,11 @@ print(f"inverse, compiled vs eager: max |dx| {(x_compiled - x_eager).abs().max()
 
 
 def conv_subnet(c_in, c_out):
-    return nn.Sequential(nn.Conv2d(c_in, 32, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(32, c_out, 3, padding=1))
+    return nn.Sequential(
+        nn.Conv2d(c_in, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, c_out, 3, padding=1),
+    )
 
 
 torch.manual_seed(0)
@@ -100,7 +109,8 @@ images = 0.3 + 0.05 * torch.randn(64, 4, 16, 16)
 with torch.no_grad():
     image_flow(images)  # the first call initialises ActNorm
     z32, log_det32 = image_flow(images)
-print(f"float32: log-det {log_det32.mean():.1f} on average, NLL {nll(z32, log_det32).mean():.1f}")
+mean_nll = nll(z32, log_det32).mean()
+print(f"float32: mean log-det {log_det32.mean():.1f}, mean NLL {mean_nll:.1f}")
 
 # %%
 # Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` PyTorch runs convolutions and linear
@@ -116,8 +126,11 @@ def record(module, inputs, output):
     seen.setdefault(type(module).__name__, (data.dtype, out.dtype))
 
 
-hooks = [m.register_forward_hook(record) for m in image_flow.modules()
-         if isinstance(m, (nn.Conv2d, Fm.ActNorm, Fm.AllInOneBlock))]
+hooks = [
+    m.register_forward_hook(record)
+    for m in image_flow.modules()
+    if isinstance(m, (nn.Conv2d, Fm.ActNorm, Fm.AllInOneBlock))
+]
 with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
     z_amp, log_det_amp = image_flow(images)
 for hook in hooks:
@@ -137,15 +150,20 @@ print(f"network output z: {z_amp.dtype}, log-det: {log_det_amp.dtype}")
 # the log-det sum have bfloat16's 8 significant bits: near 3070 its spacing is 16.
 
 with torch.no_grad():
-    z16, log_det16 = copy.deepcopy(image_flow).to(torch.bfloat16)(images.to(torch.bfloat16))
+    bf16_flow = copy.deepcopy(image_flow).to(torch.bfloat16)
+    z16, log_det16 = bf16_flow(images.to(torch.bfloat16))
 
 reference = nll(z32, log_det32)
-for label, (z_low, log_det_low) in {"autocast bf16": (z_amp, log_det_amp),
-                                    "bf16 network": (z16, log_det16)}.items():
+for label, (z_low, log_det_low) in {
+    "autocast bf16": (z_amp, log_det_amp),
+    "bf16 network": (z16, log_det16),
+}.items():
     log_det_error = (log_det_low.float() - log_det32).abs().max()
     nll_error = (nll(z_low, log_det_low) - reference).abs().max()
-    print(f"{label:14s}: log-det {log_det_low.dtype}, max error {log_det_error:.3f}; "
-          f"NLL max error {nll_error:.3f}")
+    print(
+        f"{label:14s}: log-det {log_det_low.dtype}, max error {log_det_error:.3f}; "
+        f"NLL max error {nll_error:.3f}"
+    )
 
 fig, ax = plt.subplots(figsize=(5.5, 3.8))
 ax.scatter(log_det32, log_det16.float() - log_det32, s=8, label="bf16 network")
@@ -166,7 +184,8 @@ fig.tight_layout()
 
 with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
     images_back, _ = image_flow(z_amp, rev=True)
-print(f"round trip under autocast: max |x - f^-1(f(x))| {(images_back - images).abs().max():.1e}")
+error = (images_back - images).abs().max()
+print(f"round trip under autocast: max |x - f^-1(f(x))| {error:.1e}")
 
 # %%
 # Outside autocast, dtypes must match: a block refuses data whose dtype differs from its

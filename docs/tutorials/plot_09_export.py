@@ -37,8 +37,11 @@ from invertible.export import to_onnx
 
 
 def conv_subnet(c_in, c_out):
-    return nn.Sequential(nn.Conv2d(c_in, 32, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(32, c_out, 3, padding=1))
+    return nn.Sequential(
+        nn.Conv2d(c_in, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, c_out, 3, padding=1),
+    )
 
 
 torch.manual_seed(0)
@@ -52,7 +55,9 @@ with torch.no_grad():
     z, log_det = inn(x)
     x_back, log_det_back = inn(z, rev=True)
 
-folder = tempfile.TemporaryDirectory(prefix="invertible-export-")  # removed at the end
+folder = tempfile.TemporaryDirectory(
+    prefix="invertible-export-"
+)  # removed at the end
 out = Path(folder.name)
 
 # %%
@@ -72,8 +77,12 @@ print(inverse_file.input_names, "->", inverse_file.output_names)
 # onnxruntime runs the files on NumPy arrays. The batch axis is dynamic: the graphs were traced
 # with a made-up batch of two and run here on 20 samples.
 
-scorer = onnxruntime.InferenceSession(forward_file.path, providers=["CPUExecutionProvider"])
-sampler = onnxruntime.InferenceSession(inverse_file.path, providers=["CPUExecutionProvider"])
+scorer = onnxruntime.InferenceSession(
+    forward_file.path, providers=["CPUExecutionProvider"]
+)
+sampler = onnxruntime.InferenceSession(
+    inverse_file.path, providers=["CPUExecutionProvider"]
+)
 z_onnx, log_det_onnx = scorer.run(None, {"x": x.numpy()})
 x_onnx, log_det_back_onnx = sampler.run(None, {"z": z.numpy()})
 
@@ -82,10 +91,14 @@ def max_difference(a, b):
     return float(np.abs(np.asarray(a) - b.numpy()).max())
 
 
-print(f"forward: max |dz| {max_difference(z_onnx, z):.1e}, "
-      f"max |d log-det| {max_difference(log_det_onnx, log_det):.1e}")
-print(f"inverse: max |dx| {max_difference(x_onnx, x_back):.1e}, "
-      f"max |d log-det| {max_difference(log_det_back_onnx, log_det_back):.1e}")
+print(
+    f"forward: max |dz| {max_difference(z_onnx, z):.1e}, "
+    f"max |d log-det| {max_difference(log_det_onnx, log_det):.1e}"
+)
+print(
+    f"inverse: max |dx| {max_difference(x_onnx, x_back):.1e}, "
+    f"max |d log-det| {max_difference(log_det_back_onnx, log_det_back):.1e}"
+)
 
 # %%
 # Both directions agree with PyTorch to float32 round-off. The inverse graph's log-det is
@@ -97,15 +110,20 @@ print(f"inverse: max |dx| {max_difference(x_onnx, x_back):.1e}, "
 # on CPUs with bfloat16 units (AVX-512 BF16, AMX) it runs a float32 model in bfloat16 unless
 # the caller asks otherwise. The default on the machine that built this page:
 
-import openvino  # noqa: E402
+import openvino
 
 core = openvino.Core()
-print("default inference precision:", core.get_property("CPU", "INFERENCE_PRECISION_HINT"))
+print(
+    "default inference precision:",
+    core.get_property("CPU", "INFERENCE_PRECISION_HINT"),
+)
 
 plain = core.compile_model(openvino.convert_model(forward_file.path), "CPU")
 z_plain, log_det_plain = plain({"x": x.numpy()}).values()
-print(f"the ONNX file as it is: max |dz| {max_difference(z_plain, z):.1e}, "
-      f"max |d log-det| {max_difference(log_det_plain, log_det):.1e}")
+print(
+    f"the ONNX file as it is: max |dz| {max_difference(z_plain, z):.1e}, "
+    f"max |d log-det| {max_difference(log_det_plain, log_det):.1e}"
+)
 
 # %%
 # Where the default is bfloat16, the convolutions keep about three significant digits instead
@@ -113,15 +131,17 @@ print(f"the ONNX file as it is: max |dz| {max_difference(z_plain, z):.1e}, "
 # anomaly score. ``to_openvino`` writes an IR that asks to be run in float32 itself, so whoever
 # deploys it compiles it with the defaults:
 
-from invertible.export import to_openvino  # noqa: E402
+from invertible.export import to_openvino
 
 ir = to_openvino(inn, out / "flow.xml")
 print(ir.path.name, ir.bin_path.name, ir.input_names, "->", ir.output_names)
 
 compiled = core.compile_model(ir.path, "CPU")
 z_ov, log_det_ov = compiled({"x": x.numpy()}).values()
-print(f"to_openvino's IR: max |dz| {max_difference(z_ov, z):.1e}, "
-      f"max |d log-det| {max_difference(log_det_ov, log_det):.1e}")
+print(
+    f"to_openvino's IR: max |dz| {max_difference(z_ov, z):.1e}, "
+    f"max |d log-det| {max_difference(log_det_ov, log_det):.1e}"
+)
 
 # %%
 # ``direction="inverse"`` exports the sampler the same way. Conditions, several inputs and
