@@ -153,20 +153,15 @@ with freia_alias(force=True):
     import FrEIA.framework
     import FrEIA.modules
 
-    print(
-        "FrEIA.modules is invertible.modules:", FrEIA.modules is invertible.modules
-    )
-    third_party_net = build(
-        FrEIA.framework, FrEIA.modules
-    )  # code written for FrEIA
-    print(
-        "built a", type(third_party_net).__module__, type(third_party_net).__name__
-    )
+    same = FrEIA.modules is invertible.modules
+    print("FrEIA.modules is invertible.modules:", same)
+    legacy_net = build(FrEIA.framework, FrEIA.modules)  # code written for FrEIA
+    print("built a", type(legacy_net).__module__, type(legacy_net).__name__)
 
 import FrEIA.modules
 
 print(
-    "after the block, FrEIA is the real package again:",
+    "after the block, FrEIA is the real FrEIA again:",
     FrEIA.modules is freia_modules,
 )
 workdir.cleanup()
