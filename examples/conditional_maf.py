@@ -107,48 +107,33 @@ def test_nll(dist: FlowDistribution, x: Tensor, labels: Tensor) -> float:
 
 def plot(dist: FlowDistribution, test: Tensor, labels: Tensor, folder: str) -> Path:
     """Learned ``p(x | k)`` per class (top, with true contours) and samples per class (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from _plotting import figure, plane, save
     from matplotlib.lines import Line2D
 
     grid = torch.linspace(-LIMIT, LIMIT, 150)
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
     points = torch.stack([xx.flatten(), yy.flatten()], 1)
     learned = class_log_likelihoods(dist, points).exp()
-    fig, axes = plt.subplots(2, CLASSES, figsize=(4.2 * CLASSES, 8.2))
-    fig.suptitle("Conditional MAF: one flow, conditioned on the one-hot class", fontsize=13)
-    extent = (-LIMIT, LIMIT, -LIMIT, LIMIT)
+    fig = figure(3.7 * CLASSES, 7.0)
+    axes = fig.subplots(2, CLASSES)
+    fig.suptitle("Conditional MAF: one flow, conditioned on the one-hot class")
     for k in range(CLASSES):
         top, bottom = axes[0, k], axes[1, k]
-        image = top.imshow(learned[:, k].reshape(150, 150), origin="lower", extent=extent,
-                           cmap="viridis")
-        fig.colorbar(image, ax=top, fraction=0.046, pad=0.04, label="density")
+        image = top.imshow(learned[:, k].reshape(150, 150), origin="lower", cmap="viridis",
+                           extent=(-LIMIT, LIMIT, -LIMIT, LIMIT))
+        fig.colorbar(image, ax=top, shrink=0.8, label=f"p(x | class {k})")
         true = true_log_prob(points, k).exp().reshape(150, 150)
         levels = [float(true.max()) * f for f in (0.05, 0.3, 0.7)]
         top.contour(xx, yy, true, levels=levels, colors="white", linewidths=0.7)
-        top.set_title(f"learned p(x | class {k})")
+        plane(top, LIMIT, f"learned p(x | class {k})")
         samples = cast(Tensor, dist.sample(500, one_hot(torch.tensor([k]), CLASSES).float()))
-        data = test[labels == k][:500]
-        bottom.scatter(*data.T, s=3, color="0.6", label=f"test data, class {k}")
-        bottom.scatter(*samples.T, s=3, color=f"C{k}", label=f"MAF samples, class {k}")
-        bottom.set_title(f"samples for class {k}")
-        bottom.legend(loc="lower left", fontsize=8, markerscale=3)
-        for ax in (top, bottom):
-            ax.set_xlim(-LIMIT, LIMIT)
-            ax.set_ylim(-LIMIT, LIMIT)
-            ax.set_aspect("equal")
-            ax.set_xlabel("$x_1$")
-            ax.set_ylabel("$x_2$")
+        bottom.scatter(*test[labels == k][:500].T, s=3, color="0.6", label="test data")
+        bottom.scatter(*samples.T, s=3, color=f"C{k}", label="MAF samples")
+        plane(bottom, LIMIT, f"class {k}: samples vs test data")
+        bottom.legend(loc="best", fontsize=8, markerscale=3)
     axes[0, 0].legend(handles=[Line2D([], [], color="white", lw=0.7, label="true density")],
                       loc="lower left", fontsize=8, facecolor="0.3", labelcolor="white")
-    fig.tight_layout()
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    path = Path(folder) / "conditional_maf.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save(fig, folder, "conditional_maf.png")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -194,7 +179,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"Bayes classifier accuracy (%): {100 * bayes:.1f}")
     print(f"inverse error max|x - f^-1(f(x))|: {inverse_error:.2e}")
     if args.out:
-        print(f"plot: {plot(dist, x_test, y_test, args.out)}")
+        plot(dist, x_test, y_test, args.out)
     return 0
 
 

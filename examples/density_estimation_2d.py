@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, cast
 
 import numpy as np
 import torch
@@ -22,6 +21,8 @@ from invertible.framework import SequenceINN
 from invertible.modules import AllInOneBlock
 
 __all__ = ["gaussian_fit_nll", "main", "make_flow", "mlp", "report", "train", "two_moons"]
+
+LIMIT = 2.5  # the plot shows [-LIMIT, LIMIT]^2
 
 
 def two_moons(n: int, generator: torch.Generator, noise: float = 0.08) -> Tensor:
@@ -55,27 +56,27 @@ def gaussian_fit_nll(train: Tensor, test: Tensor) -> float:
 
 
 def plot(dist: FlowDistribution, data: Tensor, samples: Tensor, folder: str) -> None:
-    """Write the learned density and the samples to ``folder/density_2d.png``."""
-    import matplotlib
+    """Write the test data, the learned density and the samples to ``folder/density_2d.png``."""
+    from _plotting import REAL_COLOUR, SAMPLE_COLOUR, figure, plane, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = torch.linspace(-2.5, 2.5, 200)
+    grid = torch.linspace(-LIMIT, LIMIT, 200)
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
     with torch.no_grad():
         density = dist.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1)).exp()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-    axes[0].scatter(*data[:2000].T, s=2)
-    axes[1].imshow(density.reshape(200, 200), origin="lower", extent=(-2.5, 2.5, -2.5, 2.5))
-    axes[2].scatter(*samples[:2000].T, s=2, color="C1")
-    for ax, title in zip(axes, ("data", "learned density", "samples")):
-        ax.set_title(title)
-        ax.set_xlim(-2.5, 2.5)
-        ax.set_ylim(-2.5, 2.5)
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    fig.savefig(Path(folder) / "density_2d.png", dpi=100)
-    print(f"plot: {Path(folder) / 'density_2d.png'}")
+        nll = float(dist.nll(data))
+    fig = figure(12.0, 4.3)
+    left, middle, right = fig.subplots(1, 3)
+    left.scatter(*data[:2000].T, s=2, alpha=0.5, color=REAL_COLOUR)
+    shown = middle.imshow(density.reshape(200, 200), origin="lower", cmap="magma",
+                          extent=(-LIMIT, LIMIT, -LIMIT, LIMIT))
+    fig.colorbar(shown, ax=middle, shrink=0.8, label="p(x)")
+    right.scatter(*samples[:2000].T, s=2, alpha=0.5, color=SAMPLE_COLOUR)
+    titles = ("data: two moons (test set)", f"learned density (test NLL {nll:.3f} nats)",
+              "samples from the flow")
+    for ax, title in zip((left, middle, right), titles):
+        plane(ax, LIMIT, title)
+    fig.suptitle("Density estimation in 2-D with a SequenceINN of AllInOneBlocks")
+    save(fig, folder, "density_2d.png")
 
 
 def train(dist: FlowDistribution, data: Tensor, steps: int, gen: torch.Generator) -> float:
@@ -124,7 +125,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     train_data, test = two_moons(20_000, gen), two_moons(5_000, gen)
     dist = FlowDistribution(make_flow(2 if args.fast else 8))
     seconds = train(dist, train_data, args.steps or (60 if args.fast else 3000), gen)
-    samples = dist.sample(5_000, generator=gen)
+    samples = cast(Tensor, dist.sample(5_000, generator=gen))
     print(f"training time (s): {seconds:.1f}")
     report(dist, train_data, test, samples)
     if args.plot:

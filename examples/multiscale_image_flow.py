@@ -14,8 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn.functional import logsigmoid
 
 from invertible.distributions import FlowDistribution
-from invertible.framework import GraphINN, InputNode, Node, OutputNode
+from invertible.framework.graph_inn import AbstractNode, GraphINN, InputNode, Node, OutputNode
 from invertible.metrics import dequantize
 from invertible.modules import (
     ActNorm,
@@ -75,9 +74,10 @@ class Logit(InvertibleModule):
         self.alpha = alpha
 
     def forward(
-        self, x: Sequence[Tensor], rev: bool = False, jac: bool = True
+        self, x: Sequence[Tensor], c: Optional[Sequence[Tensor]] = None, rev: bool = False,
+        jac: bool = True,
     ) -> Tuple[Tuple[Tensor], Tensor]:
-        """Forward logit (data to latent side), reverse sigmoid."""
+        """Forward logit (data to latent side), reverse sigmoid; unconditional (``c`` unused)."""
         a = self.alpha
         if rev:
             y = (torch.sigmoid(x[0]) - a) / (1 - 2 * a)
@@ -95,15 +95,13 @@ class Logit(InvertibleModule):
 
 def conv_subnet(c_in: int, c_out: int) -> nn.Module:
     """3x3 conv subnet, last layer zero so that every block starts as the identity."""
-    net = nn.Sequential(
-        nn.Conv2d(c_in, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, c_out, 3, padding=1)
-    )
-    nn.init.zeros_(net[-1].weight)
-    nn.init.zeros_(net[-1].bias)
-    return net
+    last = nn.Conv2d(64, c_out, 3, padding=1)
+    for parameter in last.parameters():
+        nn.init.zeros_(parameter)
+    return nn.Sequential(nn.Conv2d(c_in, 64, 3, padding=1), nn.ReLU(), last)
 
 
-def _blocks(nodes: List[Node], n: int, name: str) -> Node:
+def _blocks(nodes: List[AbstractNode], n: int, name: str) -> AbstractNode:
     """Append ``n`` AllInOneBlocks with conv subnets after ``nodes[-1]``; return the last."""
     for k in range(n):
         args = {"subnet_constructor": conv_subnet, "permute_soft": True}
@@ -113,14 +111,14 @@ def _blocks(nodes: List[Node], n: int, name: str) -> Node:
 
 def make_flow(blocks: int) -> GraphINN:
     """Logit; then scale (4, 4, 4) with an early exit of 2 channels; then (8, 2, 2), flattened."""
-    nodes: List[Node] = [InputNode(1, 8, 8, name="x")]
+    nodes: List[AbstractNode] = [InputNode(1, 8, 8, name="x")]
     nodes.append(Node(nodes[-1], Logit, {}, name="logit"))
     nodes.append(Node(nodes[-1], IRevNetDownsampling, {}, name="squeeze1"))
     nodes.append(Node(nodes[-1], ActNorm, {}, name="actnorm"))
     split = Node(_blocks(nodes, blocks, "fine"), Split, {"section_sizes": [2, 2]}, name="split")
-    nodes += [split, Node(split.out0, IRevNetDownsampling, {}, name="squeeze2")]
+    nodes += [split, Node((split, 0), IRevNetDownsampling, {}, name="squeeze2")]
     flat = Node(_blocks(nodes, blocks, "coarse"), Flatten, {}, name="flatten")
-    nodes += [flat, OutputNode(split.out1, name="z_fine"), OutputNode(flat, name="z_coarse")]
+    nodes += [flat, OutputNode((split, 1), name="z_fine"), OutputNode(flat, name="z_coarse")]
     return GraphINN(nodes)
 
 
@@ -134,21 +132,13 @@ def histogram_bits_per_dim(train: Tensor, test: Tensor) -> float:
 
 
 def plot(real: Tensor, samples: Tensor, folder: str) -> None:
-    """Write real and sampled digits to ``folder/digits_samples.png``."""
-    import matplotlib
+    """Write real test digits above the flow's samples to ``folder/digits_samples.png``."""
+    from _plotting import image_rows, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(4, 16, figsize=(12, 3.2))
-    for k, ax in enumerate(axes.flat):
-        image = real[k % 32] if k < 32 else samples[k - 32]
-        ax.imshow(image[0].clamp(0, 1), cmap="gray_r", vmin=0, vmax=1)
-        ax.axis("off")
-    fig.suptitle("top: test digits, bottom: samples (T = 0.8)")
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    fig.savefig(Path(folder) / "digits_samples.png", dpi=100)
-    print(f"plot: {Path(folder) / 'digits_samples.png'}")
+    rows = [("real: test digits (dequantised)", real[:32, 0].numpy()),
+            ("sampled from the flow (temperature 0.8)", samples[:, 0].clamp(0, 1).numpy())]
+    save(image_rows(rows, 16, "Multi-scale GraphINN on 8x8 digits: real vs sampled"), folder,
+         "digits_samples.png")
 
 
 def train(
@@ -205,7 +195,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     train_images, _, test, _ = load_digits(args.seed)
     dist = FlowDistribution(make_flow(2 if args.fast else 4))
     seconds = train(dist, train_images, args.epochs or (2 if args.fast else 60), gen)
-    samples = dist.sample(32, temperature=0.8, generator=gen)
+    samples = cast(Tensor, dist.sample(32, temperature=0.8, generator=gen))
     print(f"training time (s): {seconds:.1f}")
     report(dist, train_images, test, samples, gen)
     if args.plot:
