@@ -61,6 +61,8 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_attr_annotations = True
 add_module_names = False
+# Single backticks (`SequenceINN`), common in the docstrings, link to the object when it exists.
+default_role = "py:obj"
 python_display_short_literal_types = True
 
 # Tutorials: executed at every build, with their printed output and figures.

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
+from sphinx.errors import PycodeError
+from sphinx.ext.autosummary import extract_summary
+from sphinx.pycode import ModuleAnalyzer
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
@@ -70,10 +74,37 @@ OPTIONS: Dict[str, Tuple[str, ...]] = {
 }
 
 
+def data_comment(name: str, obj: Any) -> Optional[List[str]]:
+    """The ``#:`` comment above the assignment that defined ``obj`` as ``name``, in any module.
+
+    autodoc looks for it only in the module it documents, so a constant that a package imports
+    from a private module would get the docstring of its type (``tuple``, ``float``) instead.
+    """
+    for modname, module in sorted(sys.modules.items()):
+        if not modname.startswith("invertible") or getattr(module, name, None) is not obj:
+            continue
+        try:
+            comment = ModuleAnalyzer.for_module(modname).find_attr_docs().get(("", name))
+        except PycodeError:
+            continue
+        if comment:
+            return list(comment)
+    return None
+
+
+def doc_lines(name: str, obj: Any) -> List[str]:
+    """The docstring of ``obj``, or for a constant its ``#:`` comment."""
+    if directive_for(obj) == "autodata":
+        return data_comment(name, obj) or []
+    return (inspect.getdoc(obj) or "").splitlines()
+
+
 def describe(name: str, obj: Any) -> List[str]:
     """The autodoc directive, with its options, that describes ``obj`` under ``name``."""
     kind = directive_for(obj)
     lines = [f".. {kind}:: {name}", *(f"   {o}" for o in OPTIONS.get(kind, ()))]
+    if kind == "autodata" and len(repr(obj)) > 60:
+        lines.append("   :no-value:")  # e.g. a table of functions: its repr helps nobody
     fields = getattr(obj, "_fields", None)
     if inspect.isclass(obj) and issubclass(obj, tuple) and fields:
         # A NamedTuple's docstring describes its fields (Attributes:); autodoc would add them again.
@@ -91,9 +122,14 @@ class PublicApi(SphinxDirective):
         module = importlib.import_module(package)
         names = public_names(package)
         homes = {name: home(package, name) for name in names}
-        table = [f"   {n}" if h == package else f"   ~{h}.{n}" for n, h in homes.items()]
-        lines = [f".. currentmodule:: {package}", "", ".. autosummary::", "   :nosignatures:", ""]
-        lines += [*table, ""]
+        settings = self.state.document.settings
+        lines = [f".. currentmodule:: {package}", "", ".. list-table::", "   :class: autosummary",
+                 "   :widths: 35 65", ""]
+        for name, where in homes.items():
+            target = name if where == package else f"~{where}.{name}"
+            summary = extract_summary(doc_lines(name, getattr(module, name)), settings)
+            lines += [f"   * - :py:obj:`{target}`", f"     - {summary}"]
+        lines.append("")
         for name in (n for n, h in homes.items() if h == package):
             lines += [*describe(name, getattr(module, name)), ""]
         container = nodes.container()
@@ -101,6 +137,15 @@ class PublicApi(SphinxDirective):
         parsed = StringList(lines, source=source)
         nested_parse_with_titles(self.state, parsed, container)
         return container.children
+
+
+def data_docstring(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: List[str]
+) -> None:
+    """A constant's ``#:`` comment, wherever it was defined (autodoc reads only its own module's)."""
+    comment = data_comment(name.rsplit(".", 1)[-1], obj) if what == "data" else None
+    if comment:
+        lines[:] = [*comment, ""]
 
 
 def init_signature(
@@ -122,4 +167,5 @@ def init_signature(
 def setup(app: Sphinx) -> Dict[str, Any]:
     app.add_directive("public-api", PublicApi)
     app.connect("autodoc-process-signature", init_signature)
+    app.connect("autodoc-process-docstring", data_docstring)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -149,8 +149,9 @@ def _reverse_points(ctx: _Context) -> Tensors:
 
 Check = Callable[[_Context], Optional[str]]
 
-#: ``(name, description, check)``; a check raises on failure, returns an optional note, and a
-#: note starting with ``skip:`` marks the check as skipped.
+#: The checks that `check_module` runs, in this order, as ``(name, description, check)``
+#: triples; a check raises on failure, returns an optional note, and a note starting with
+#: ``skip:`` marks the check as skipped.
 CHECKS: Tuple[Tuple[str, str, Check], ...] = (
     ("output_dims", "outputs match output_dims", _output_dims),
     ("log_det_shape", "log-det is (batch,), output dtype", _log_det_shape),
