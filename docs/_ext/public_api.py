@@ -92,6 +92,14 @@ def data_comment(name: str, obj: Any) -> Optional[List[str]]:
     return None
 
 
+def source_file(obj: Any) -> Optional[str]:
+    """The file that defines ``obj``, when it is a class or a function of this package."""
+    defined_in = sys.modules.get(getattr(obj, "__module__", None) or "")
+    if not (inspect.isclass(obj) or inspect.isroutine(obj)) or defined_in is None:
+        return None
+    return getattr(defined_in, "__file__", None)
+
+
 def doc_lines(name: str, obj: Any) -> List[str]:
     """The docstring of ``obj``, or for a constant its ``#:`` comment."""
     if directive_for(obj) == "autodata":
@@ -123,6 +131,11 @@ class PublicApi(SphinxDirective):
         names = public_names(package)
         homes = {name: home(package, name) for name in names}
         settings = self.state.document.settings
+        # Re-read the page when __all__, a docstring or this directive changes.
+        objects = [getattr(module, name) for name in names]
+        for dependency in {__file__, module.__file__, *map(source_file, objects)}:
+            if dependency:
+                self.env.note_dependency(dependency)
         lines = [f".. currentmodule:: {package}", "", ".. list-table::", "   :class: autosummary",
                  "   :widths: 35 65", ""]
         for name, where in homes.items():

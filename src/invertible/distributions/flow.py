@@ -65,8 +65,9 @@ class FlowDistribution(nn.Module):
 
     It is an ``nn.Module`` holding ``inn`` as child ``inn`` (``parameters()``, ``.to()``,
     ``state_dict`` keys ``inn.*``); ``forward(x, c)`` is :meth:`log_prob`. Bases that are
-    ``nn.Module``s are submodules too (``base_modules.<output index>.*``); other custom bases are
-    not moved by ``.to()`` (use ``invertible.utils.force_to``); the default base follows the data.
+    ``nn.Module`` instances are submodules too (``base_modules.<output index>.*``); other custom
+    bases are not moved by ``.to()`` (use ``invertible.utils.force_to``); the default base
+    follows the data.
 
     Example::
 
