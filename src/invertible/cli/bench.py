@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="PATH",
                    help="write the results to this JSON file (suite default: quick.json or "
                         "latest.json in ~/.cache/invertible/bench; the built-in subset writes "
-                        "only this file)")
+                        "nothing without it)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (suite only)")
     p.add_argument("--profile", action="store_true",
