@@ -38,7 +38,8 @@ def two_moons(n: int, generator: torch.Generator) -> torch.Tensor:
     angle = torch.rand(n, generator=generator) * math.pi
     x = torch.where(upper, torch.cos(angle), 1.0 - torch.cos(angle)) - 0.5
     y = torch.where(upper, torch.sin(angle), 0.5 - torch.sin(angle)) - 0.25
-    return torch.stack([x, y], dim=1) * 1.5 + 0.08 * torch.randn(n, 2, generator=generator)
+    noise = 0.08 * torch.randn(n, 2, generator=generator)
+    return torch.stack([x, y], dim=1) * 1.5 + noise
 
 
 gen = torch.Generator().manual_seed(0)
@@ -46,7 +47,8 @@ x_train, x_test = two_moons(5000, gen), two_moons(2000, gen)
 
 fig, ax = plt.subplots(figsize=(4.5, 4))
 ax.scatter(*x_train[:1500].T, s=3)
-ax.set(title="two moons: training data", xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
+ax.set(title="two moons: training data", xlabel="$x_1$", ylabel="$x_2$",
+       aspect="equal")
 plt.show()
 
 # %%
@@ -65,16 +67,17 @@ import invertible.modules as Fm
 
 
 def subnet(c_in: int, c_out: int) -> nn.Module:
-    """The coupling network: a small MLP whose last layer starts at zero, so that every block
-    starts as the identity map and training starts from the base density."""
+    """The coupling network: a small MLP. Its last layer starts at zero, so every
+    block starts as the identity and training starts from the base density."""
     last = nn.Linear(64, c_out)
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
-    return nn.Sequential(nn.Linear(c_in, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), last)
+    hidden = nn.Linear(64, 64)
+    return nn.Sequential(nn.Linear(c_in, 64), nn.ReLU(), hidden, nn.ReLU(), last)
 
 
 torch.manual_seed(0)  # the subnets' initial weights
-np.random.seed(0)  # AllInOneBlock draws its rotation from numpy's global generator, as FrEIA
+np.random.seed(0)  # AllInOneBlock draws its rotation from numpy's global RNG
 inn = Ff.SequenceINN(2)
 for _ in range(6):
     inn.append(Fm.AllInOneBlock, subnet_constructor=subnet, permute_soft=True)
@@ -111,7 +114,6 @@ for step in range(1, steps + 1):
     schedule.step()
     if step % 100 == 0:
         print(f"step {step:4d}  train NLL {loss.item():.3f} nats")
-dist.eval()
 
 # %%
 # The learned density
@@ -122,18 +124,20 @@ dist.eval()
 
 
 def plot_density(dist: torch.nn.Module, title: str) -> None:
-    """:math:`p(x)` of ``dist`` on a 150 x 150 grid over [-2.5, 2.5]^2, with a colourbar."""
+    """Plot p(x) of ``dist`` on a 150 x 150 grid over [-2.5, 2.5]^2."""
     grid = torch.linspace(-2.5, 2.5, 150)
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
     with torch.no_grad():
         density = dist.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1)).exp()
     fig, ax = plt.subplots(figsize=(5.2, 4))
-    image = ax.imshow(density.reshape(150, 150), origin="lower", extent=(-2.5, 2.5, -2.5, 2.5))
+    image = ax.imshow(density.reshape(150, 150), origin="lower",
+                      extent=(-2.5, 2.5, -2.5, 2.5))
     fig.colorbar(image, ax=ax, label="$p(x)$")
     ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$")
     plt.show()
 
 
+dist.eval()  # evaluation mode from here on
 plot_density(dist, "learned density (6 AllInOneBlocks, 600 steps)")
 
 # %%
@@ -146,7 +150,8 @@ fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
 axes[0].scatter(*x_test[:1500].T, s=3)
 axes[1].scatter(*samples.T, s=3, color="C1")
 for ax, title in zip(axes, ("held-out data", "samples of the flow")):
-    ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$", xlim=(-2.5, 2.5), ylim=(-2.5, 2.5))
+    ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$", xlim=(-2.5, 2.5),
+           ylim=(-2.5, 2.5))
 plt.show()
 
 # %%
@@ -159,7 +164,8 @@ plt.show()
 gaussian = torch.distributions.MultivariateNormal(x_train.mean(0), x_train.T.cov())
 with torch.no_grad():
     print(f"test NLL, flow:          {dist.nll(x_test).item():.3f} nats/sample")
-print(f"test NLL, Gaussian fit:  {-gaussian.log_prob(x_test).mean().item():.3f} nats/sample")
+gaussian_nll = -gaussian.log_prob(x_test).mean().item()
+print(f"test NLL, Gaussian fit:  {gaussian_nll:.3f} nats/sample")
 
 # %%
 # The same with a preset
@@ -180,7 +186,7 @@ for _ in range(300):
     optimiser.zero_grad()
     loss.backward()
     optimiser.step()
-nsf.eval()
 with torch.no_grad():
-    print(f"test NLL, NSF preset (300 steps): {nsf.nll(x_test).item():.3f} nats/sample")
+    nsf_nll = nsf.nll(x_test).item()
+print(f"test NLL, NSF preset (300 steps): {nsf_nll:.3f} nats/sample")
 plot_density(nsf, "learned density (NSF preset, 300 steps)")

@@ -49,12 +49,13 @@ def arcs(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor
 gen = torch.Generator().manual_seed(0)
 x_train, y_train = arcs(6000, gen)
 x_test, y_test = arcs(1500, gen)
-c_train = one_hot(y_train, CLASSES).float()  # the conditions: (n, 3) one-hot vectors
+c_train = one_hot(y_train, CLASSES).float()  # the conditions: (n, 3) one-hot
 
 fig, ax = plt.subplots(figsize=(4.5, 4.5))
 for k in range(CLASSES):
     ax.scatter(*x_train[y_train == k][:500].T, s=3, label=f"class {k}")
-ax.set(title="training data by class", xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
+ax.set(title="training data by class", xlabel="$x_1$", ylabel="$x_2$",
+       aspect="equal")
 ax.legend(markerscale=4)
 plt.show()
 
@@ -70,19 +71,20 @@ import invertible.modules as Fm
 
 
 def subnet(c_in: int, c_out: int) -> nn.Module:
-    """A small MLP; its last layer starts at zero, so each block starts as the identity."""
+    """A small MLP; its last layer starts at zero (blocks start as identity)."""
     last = nn.Linear(64, c_out)
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
-    return nn.Sequential(nn.Linear(c_in, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), last)
+    hidden = nn.Linear(64, 64)
+    return nn.Sequential(nn.Linear(c_in, 64), nn.ReLU(), hidden, nn.ReLU(), last)
 
 
 torch.manual_seed(0)  # the subnets' initial weights
-np.random.seed(0)  # AllInOneBlock draws its rotation from numpy's global generator, as FrEIA
+np.random.seed(0)  # AllInOneBlock draws its rotation from numpy's global RNG
 cinn = Ff.SequenceINN(2)
 for _ in range(6):
-    cinn.append(Fm.AllInOneBlock, cond=0, cond_shape=(CLASSES,), subnet_constructor=subnet,
-                permute_soft=True)
+    cinn.append(Fm.AllInOneBlock, cond=0, cond_shape=(CLASSES,),
+                subnet_constructor=subnet, permute_soft=True)
 
 # Conditions are passed as a list, one tensor per condition index.
 z, log_det = cinn(x_train[:4], c=[c_train[:4]])
@@ -109,7 +111,6 @@ for step in range(1, steps + 1):
     schedule.step()
     if step % 150 == 0:
         print(f"step {step:4d}  train NLL -log p(x|c) {loss.item():.3f} nats")
-dist.eval()
 
 # %%
 # Sampling each class
@@ -118,15 +119,17 @@ dist.eval()
 # draws :math:`z` map to a different class for every :math:`c`: the class lives in the
 # network, not in the latent.
 
+dist.eval()  # evaluation mode from here on
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharex=True, sharey=True)
 for k in range(CLASSES):
     axes[0].scatter(*x_test[y_test == k].T, s=3, color=f"C{k}", label=f"class {k}")
     c_k = one_hot(torch.tensor([k]), CLASSES).float()
     samples = dist.sample(500, c_k, generator=torch.Generator().manual_seed(1))
     axes[1].scatter(*samples.T, s=3, color=f"C{k}", label=f"c = class {k}")
-for ax, title in zip(axes, ("held-out data", "samples of p(x | c), one colour per c")):
-    ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$", xlim=(-2.5, 2.5), ylim=(-2.5, 2.5),
-           aspect="equal")
+titles = ("held-out data", "samples of p(x | c), a colour per c")
+for ax, title in zip(axes, titles):
+    ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$", xlim=(-2.5, 2.5),
+           ylim=(-2.5, 2.5), aspect="equal")
     ax.legend(markerscale=4, loc="center")
 plt.show()
 
@@ -146,7 +149,8 @@ plt.show()
 def class_log_likelihoods(x: torch.Tensor) -> torch.Tensor:
     """``log p(x | c = k)`` for every class ``k``, shape ``(n, CLASSES)``."""
     labels = [torch.full((len(x),), k) for k in range(CLASSES)]
-    return torch.stack([dist.log_prob(x, one_hot(y, CLASSES).float()) for y in labels], dim=1)
+    conditions = [one_hot(y, CLASSES).float() for y in labels]
+    return torch.stack([dist.log_prob(x, c) for c in conditions], dim=1)
 
 
 log_lik = class_log_likelihoods(x_test)
@@ -156,7 +160,7 @@ marginal_nll = -(log_lik.logsumexp(1) - math.log(CLASSES)).mean().item()
 accuracy = (log_lik.argmax(1) == y_test).float().mean().item()
 print(f"test NLL -log p(x|c): {conditional_nll:.3f} nats/sample")
 print(f"test NLL -log p(x):   {marginal_nll:.3f} nats/sample")
-print(f"classifier accuracy:  {100 * accuracy:.1f} % (chance: {100 / CLASSES:.1f} %)")
+print(f"classifier accuracy:  {100 * accuracy:.1f} %, chance {100 / CLASSES:.1f} %")
 
 # %%
 # The posterior over the plane: the probability of class 0 given the point. It is shown only
@@ -169,8 +173,9 @@ grid_lik = class_log_likelihoods(torch.stack([xx.flatten(), yy.flatten()], 1))
 marginal = (grid_lik.logsumexp(1) - math.log(CLASSES)).exp()
 posterior = grid_lik.softmax(1)[:, 0].masked_fill(marginal < 0.01, float("nan"))
 fig, ax = plt.subplots(figsize=(5.2, 4.2))
-image = ax.imshow(posterior.reshape(120, 120), origin="lower", extent=(-2.5, 2.5, -2.5, 2.5),
-                  cmap="RdBu_r", vmin=0, vmax=1)
+image = ax.imshow(posterior.reshape(120, 120), origin="lower",
+                  extent=(-2.5, 2.5, -2.5, 2.5), cmap="RdBu_r", vmin=0, vmax=1)
 fig.colorbar(image, ax=ax, label="$p(c = 0 \\mid x)$")
-ax.set(title="posterior of class 0 where p(x) > 0.01", xlabel="$x_1$", ylabel="$x_2$")
+ax.set(title="posterior of class 0 where p(x) > 0.01", xlabel="$x_1$",
+       ylabel="$x_2$")
 plt.show()

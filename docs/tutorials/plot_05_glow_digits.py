@@ -36,10 +36,10 @@ from invertible import flows
 from invertible.metrics import dequantize
 
 LEVELS = 17
-levels = torch.tensor(load_digits().images, dtype=torch.float32).unsqueeze(1)  # (1797, 1, 8, 8)
+grey_levels = torch.tensor(load_digits().images, dtype=torch.float32).unsqueeze(1)
 gen = torch.Generator().manual_seed(0)
-order = torch.randperm(len(levels), generator=gen)
-train, test = levels[order[:1400]], levels[order[1400:]]
+order = torch.randperm(len(grey_levels), generator=gen)
+train, test = grey_levels[order[:1400]], grey_levels[order[1400:]]
 
 
 def to_data(k: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -52,16 +52,16 @@ print("train", tuple(train.shape), " test", tuple(test.shape))
 # %%
 # The Glow preset
 # ---------------
-# Two levels of two steps each. The network has two outputs: the latent factored out after
+# Two levels of four steps each. The network has two outputs: the latent factored out after
 # the first level, :math:`(2, 4, 4)`, and the final one, :math:`(8, 2, 2)`; together they hold
 # the 64 numbers of an image. ActNorm initialises its scale and bias from the first batch it
 # sees, so the first call is on data.
 
-glow = flows.Glow((1, 8, 8), levels=2, steps=2, hidden_channels=32, seed=0)
+glow = flows.Glow((1, 8, 8), levels=2, steps=4, hidden_channels=32, seed=0)
 print("latent shapes:", glow.output_shapes)
 print("parameters:", sum(p.numel() for p in glow.parameters()))
 with torch.no_grad():
-    glow.log_prob(to_data(train[:256], gen))  # data-dependent ActNorm initialisation
+    glow.log_prob(to_data(train[:256], gen))  # initialises ActNorm from data
 
 # %%
 # Training in bits per dimension
@@ -84,11 +84,13 @@ for epoch in range(1, 9):
     glow.eval()
     with torch.no_grad():
         history.append(glow.bits_per_dim(test_x, n_bins=LEVELS).item())
-    print(f"epoch {epoch}  last batch {loss.item():.3f}  test {history[-1]:.3f} bits/dim")
+    print(f"epoch {epoch}  last batch {loss.item():.3f}  "
+          f"test {history[-1]:.3f} bits/dim")
 
 fig, ax = plt.subplots(figsize=(5, 3.2))
 ax.plot(range(1, 9), history, marker="o", label="Glow, test set")
-ax.axhline(math.log2(LEVELS), color="grey", linestyle="--", label="uniform over 17 levels")
+ax.axhline(math.log2(LEVELS), color="grey", linestyle="--",
+           label="uniform over 17 levels")
 ax.set(title="held-out bits/dim during training", xlabel="epoch", ylabel="bits/dim")
 ax.legend()
 plt.show()

@@ -29,11 +29,11 @@ from torch import nn
 
 NORMAL = 0
 digits = load_digits()
-images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16  # (1797, 1, 8, 8)
+images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16
 labels = torch.tensor(digits.target)
 gen = torch.Generator().manual_seed(0)
 order = torch.randperm(len(images), generator=gen)
-train_images = images[order[:1200]][labels[order[:1200]] == NORMAL]  # normal images only
+train_images = images[order[:1200]][labels[order[:1200]] == NORMAL]  # normal only
 test_images, test_labels = images[order[1200:]], labels[order[1200:]]
 is_anomaly = test_labels != NORMAL
 print(f"train: {len(train_images)} images of digit {NORMAL}")
@@ -51,7 +51,8 @@ bank = torch.tensor([
     [[1, 1, 1], [1, 1, 1], [1, 1, 1]],
     [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
     [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],
-], dtype=torch.float32).unsqueeze(1) / torch.tensor([1.0, 9.0, 4.0, 4.0]).view(4, 1, 1, 1)
+], dtype=torch.float32).unsqueeze(1)
+bank = bank / torch.tensor([1.0, 9.0, 4.0, 4.0]).view(4, 1, 1, 1)  # unit gains
 names = ["intensity", "local mean", "gradient x", "gradient y"]
 
 
@@ -85,15 +86,16 @@ from invertible.distributions import FlowDistribution
 
 def conv_subnet(c_in: int, c_out: int, kernel: int) -> nn.Module:
     """Conv, ReLU, conv with ``kernel x kernel`` kernels, same spatial size."""
-    return nn.Sequential(nn.Conv2d(c_in, 32, kernel, padding=kernel // 2), nn.ReLU(),
-                         nn.Conv2d(32, c_out, kernel, padding=kernel // 2))
+    pad = kernel // 2
+    return nn.Sequential(nn.Conv2d(c_in, 32, kernel, padding=pad), nn.ReLU(),
+                         nn.Conv2d(32, c_out, kernel, padding=pad))
 
 
 torch.manual_seed(0)  # subnet weights and the hard permutations
 flow = Ff.SequenceINN(4, 8, 8)
-for k in range(4):
+for kernel in (3, 1, 3, 1):
     flow.append(Fm.AllInOneBlock, affine_clamping=2.0, permute_soft=False,
-                subnet_constructor=functools.partial(conv_subnet, kernel=(3, 1)[k % 2]))
+                subnet_constructor=functools.partial(conv_subnet, kernel=kernel))
 dist = FlowDistribution(flow)
 
 # %%
@@ -107,14 +109,13 @@ dist = FlowDistribution(flow)
 optimiser = torch.optim.Adam(dist.parameters(), lr=2e-3)
 for epoch in range(1, 31):
     for idx in torch.randperm(len(train_features), generator=gen).split(32):
-        noisy = train_features[idx] + 0.05 * torch.randn(train_features[idx].shape, generator=gen)
-        loss = dist.nll(noisy)
+        batch = train_features[idx]
+        loss = dist.nll(batch + 0.05 * torch.randn(batch.shape, generator=gen))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     if epoch % 10 == 0:
         print(f"epoch {epoch}  train NLL {loss.item():.1f} nats per image")
-dist.eval()
 
 # %%
 # The anomaly score
@@ -132,6 +133,7 @@ dist.eval()
 # normalised. A high :math:`s_{ij}` means: features that normal images rarely produce here. The
 # image score is the mean over the pixels.
 
+dist.eval()  # evaluation mode from here on
 with torch.no_grad():
     z, _ = flow(test_features)
 anomaly_map = 0.5 * z.pow(2).mean(dim=1)  # (n, 8, 8)
@@ -143,7 +145,7 @@ auroc = roc_auc(scores, is_anomaly)
 with torch.no_grad():
     auroc_nll = roc_auc(-dist.log_prob(test_features), is_anomaly)
 print(f"image AUROC, FastFlow score: {auroc:.3f}")
-print(f"image AUROC, full NLL of the feature map (log-det included): {auroc_nll:.3f}")
+print(f"image AUROC, NLL of the feature map (log-det included): {auroc_nll:.3f}")
 
 # %%
 # Normal test digits score low, the other digits high. Some digits overlap the zeros more
@@ -156,10 +158,10 @@ for d in [d for d in range(10) if d != NORMAL]:
 print("AUROC of each digit against the normal ones:", ", ".join(per_digit))
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-bins = torch.linspace(float(scores.min()), float(scores.quantile(0.99)), 40).tolist()
-left.hist(scores[~is_anomaly].tolist(), bins=bins, density=True, alpha=0.6,
+bins = torch.linspace(float(scores.min()), float(scores.quantile(0.99)), 40)
+left.hist(scores[~is_anomaly].tolist(), bins=bins.tolist(), density=True, alpha=0.6,
           label=f"normal: digit {NORMAL}")
-left.hist(scores[is_anomaly].tolist(), bins=bins, density=True, alpha=0.6,
+left.hist(scores[is_anomaly].tolist(), bins=bins.tolist(), density=True, alpha=0.6,
           label="anomalies: digits 1-9")
 left.set(xlabel="anomaly score (mean of the anomaly map)", ylabel="density",
          title=f"scores of the test set, normal class = digit {NORMAL}")
@@ -179,14 +181,16 @@ plt.show()
 # The anomaly maps of three normal and three anomalous test digits, on one colour scale:
 # the anomalies light up where their strokes differ from a 0.
 
-picks = torch.cat([torch.nonzero(~is_anomaly)[:3, 0], torch.nonzero(is_anomaly)[:3, 0]])
+picks = torch.cat([torch.nonzero(~is_anomaly)[:3, 0],
+                   torch.nonzero(is_anomaly)[:3, 0]])
 fig, axes = plt.subplots(2, 6, figsize=(10, 3.8), layout="constrained")
 vmax = float(anomaly_map[picks].max())
 for column, i in enumerate(picks.tolist()):
     axes[0, column].imshow(test_images[i, 0], cmap="gray_r")
     axes[0, column].set_title(f"digit {int(test_labels[i])}, score {scores[i]:.2f}",
                               fontsize=9)
-    shown = axes[1, column].imshow(anomaly_map[i], cmap="inferno", vmin=0, vmax=vmax)
+    shown = axes[1, column].imshow(anomaly_map[i], cmap="inferno", vmin=0,
+                                   vmax=vmax)
 for ax in axes.flat:
     ax.set(xticks=[], yticks=[])
 axes[0, 0].set_ylabel("image")

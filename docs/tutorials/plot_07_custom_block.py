@@ -53,7 +53,7 @@ class ChannelAffine(Fm.InvertibleModule):
 
     def forward(self, x, c=None, rev=False, jac=True):
         (x,) = x
-        shape = (1, -1) + (1,) * (x.dim() - 2)  # broadcast over the positions of an image
+        shape = (1, -1) + (1,) * (x.dim() - 2)  # broadcast over an image
         s, t = self.log_scale.view(shape), self.shift.view(shape)
         y = (x - t) * torch.exp(-s) if rev else x * torch.exp(s) + t
         log_det = self.log_scale.sum() * math.prod(x.shape[2:])
@@ -67,7 +67,7 @@ class ChannelAffine(Fm.InvertibleModule):
 torch.manual_seed(0)
 block = ChannelAffine([(3, 4, 4)])
 (z,), log_det = block([torch.randn(2, 3, 4, 4)])
-print("output", tuple(z.shape), " log-det", log_det.tolist())
+print("output", tuple(z.shape), " log-det", [round(v, 4) for v in log_det.tolist()])
 
 # %%
 # Checking it
@@ -107,9 +107,10 @@ print("passed:", report.passed)
 
 
 class TanhScaleCoupling(Fm.CouplingBlock):
-    """Each half: ``y = x * exp(tanh(a)) + b`` with ``(a, b) = subnet(other half, c)``."""
+    """Each half: ``y = x * exp(tanh(a)) + b``, ``(a, b)`` from the other half."""
 
-    subnets: ClassVar[dict[str, int]] = {"subnet1": 2, "subnet2": 1}  # subnet1 sets half 2
+    # subnet1's output transforms half 2, subnet2's half 1
+    subnets: ClassVar[dict[str, int]] = {"subnet1": 2, "subnet2": 1}
     params_per_channel = 2  # a and b
 
     def transform(self, x, params, rev):
