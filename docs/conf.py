@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 
 project = "invertible"
 author = "the invertible authors"
-copyright = "the invertible authors"  # noqa: A001 - Sphinx's name for it
+copyright = "the invertible authors"
 release = invertible.__version__
 version = release
 

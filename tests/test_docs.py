@@ -93,7 +93,7 @@ def anchors(html: Path) -> Set[str]:
 
 def test_every_public_name_is_described(site: Dict[str, Path]) -> None:
     ids = anchors(site["html"])
-    described = {}
+    described: Dict[int, Set[str]] = {}
     for anchor in (i for i in ids if i.startswith("invertible.")):
         try:
             described.setdefault(id(resolve(anchor)), set()).add(anchor)
@@ -130,5 +130,6 @@ def test_maths_is_served_by_the_site(site: Dict[str, Path]) -> None:
     if importlib.util.find_spec("sphinx-mathjax-offline") is None:
         pytest.skip("sphinx-mathjax-offline not installed: MathJax comes from its CDN")
     assert "_static/mathjax/tex-chtml.js" in page
-    fonts = site["html"] / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
-    assert (site["html"] / "_static" / "mathjax" / "tex-chtml.js").is_file() and any(fonts.iterdir())
+    mathjax = site["html"] / "_static" / "mathjax"
+    fonts = mathjax / "output" / "chtml" / "fonts" / "woff-v2"
+    assert (mathjax / "tex-chtml.js").is_file() and any(fonts.iterdir())

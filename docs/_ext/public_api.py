@@ -15,8 +15,8 @@ import inspect
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from docutils import nodes
-from docutils.statemachine import StringList
+from docutils import nodes  # type: ignore[import-untyped]
+from docutils.statemachine import StringList  # type: ignore[import-untyped]
 from sphinx.application import Sphinx
 from sphinx.errors import PycodeError
 from sphinx.ext.autosummary import extract_summary
@@ -155,7 +155,7 @@ class PublicApi(SphinxDirective):
 def data_docstring(
     app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: List[str]
 ) -> None:
-    """A constant's ``#:`` comment, wherever it was defined (autodoc reads only its own module's)."""
+    """A constant's ``#:`` comment wherever it was defined (autodoc reads its own module's)."""
     comment = data_comment(name.rsplit(".", 1)[-1], obj) if what == "data" else None
     if comment:
         lines[:] = [*comment, ""]
