@@ -45,7 +45,7 @@ def two_moons(n: int, generator: torch.Generator) -> torch.Tensor:
 gen = torch.Generator().manual_seed(0)
 x_train, x_test = two_moons(5000, gen), two_moons(2000, gen)
 
-fig, ax = plt.subplots(figsize=(4.5, 4))
+fig, ax = plt.subplots(figsize=(4.5, 4), layout="constrained")
 ax.scatter(*x_train[:1500].T, s=3)
 ax.set(title="two moons: training data", xlabel="$x_1$", ylabel="$x_2$",
        aspect="equal")
@@ -129,7 +129,7 @@ def plot_density(dist: torch.nn.Module, title: str) -> None:
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
     with torch.no_grad():
         density = dist.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1)).exp()
-    fig, ax = plt.subplots(figsize=(5.2, 4))
+    fig, ax = plt.subplots(figsize=(5.2, 4), layout="constrained")
     image = ax.imshow(density.reshape(150, 150), origin="lower",
                       extent=(-2.5, 2.5, -2.5, 2.5))
     fig.colorbar(image, ax=ax, label="$p(x)$")
@@ -146,7 +146,8 @@ plot_density(dist, "learned density (6 AllInOneBlocks, 600 steps)")
 # ``sample`` draws :math:`z \sim \mathcal N(0, I)` and returns :math:`f^{-1}(z)`.
 
 samples = dist.sample(1500, generator=gen)
-fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True,
+                         layout="constrained")
 axes[0].scatter(*x_test[:1500].T, s=3)
 axes[1].scatter(*samples.T, s=3, color="C1")
 for ax, title in zip(axes, ("held-out data", "samples of the flow")):

@@ -51,7 +51,7 @@ x_train, y_train = arcs(6000, gen)
 x_test, y_test = arcs(1500, gen)
 c_train = one_hot(y_train, CLASSES).float()  # the conditions: (n, 3) one-hot
 
-fig, ax = plt.subplots(figsize=(4.5, 4.5))
+fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
 for k in range(CLASSES):
     ax.scatter(*x_train[y_train == k][:500].T, s=3, label=f"class {k}")
 ax.set(title="training data by class", xlabel="$x_1$", ylabel="$x_2$",
@@ -120,7 +120,8 @@ for step in range(1, steps + 1):
 # network, not in the latent.
 
 dist.eval()  # evaluation mode from here on
-fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharex=True, sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharex=True, sharey=True,
+                         layout="constrained")
 for k in range(CLASSES):
     axes[0].scatter(*x_test[y_test == k].T, s=3, color=f"C{k}", label=f"class {k}")
     c_k = one_hot(torch.tensor([k]), CLASSES).float()
@@ -172,7 +173,7 @@ xx, yy = torch.meshgrid(grid, grid, indexing="xy")
 grid_lik = class_log_likelihoods(torch.stack([xx.flatten(), yy.flatten()], 1))
 marginal = (grid_lik.logsumexp(1) - math.log(CLASSES)).exp()
 posterior = grid_lik.softmax(1)[:, 0].masked_fill(marginal < 0.01, float("nan"))
-fig, ax = plt.subplots(figsize=(5.2, 4.2))
+fig, ax = plt.subplots(figsize=(5.2, 4.2), layout="constrained")
 image = ax.imshow(posterior.reshape(120, 120), origin="lower",
                   extent=(-2.5, 2.5, -2.5, 2.5), cmap="RdBu_r", vmin=0, vmax=1)
 fig.colorbar(image, ax=ax, label="$p(c = 0 \\mid x)$")

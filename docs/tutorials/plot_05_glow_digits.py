@@ -87,7 +87,7 @@ for epoch in range(1, 9):
     print(f"epoch {epoch}  last batch {loss.item():.3f}  "
           f"test {history[-1]:.3f} bits/dim")
 
-fig, ax = plt.subplots(figsize=(5, 3.2))
+fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
 ax.plot(range(1, 9), history, marker="o", label="Glow, test set")
 ax.axhline(math.log2(LEVELS), color="grey", linestyle="--",
            label="uniform over 17 levels")
