@@ -5,7 +5,7 @@ After :func:`install_freia_alias`, every ``FrEIA`` import in the running process
 ``import FrEIA.modules.base``, ``FrEIA.framework.graph_inn`` ... give the very same module
 objects as ``invertible.framework`` etc., so ``FrEIA.modules.InvertibleModule is
 invertible.modules.InvertibleModule`` and third-party subclasses (anomalib's flows) are
-``invertible`` modules. (Move trained weights as ``state_dict``s: whole-model pickles made with
+``invertible`` modules. (Move trained weights as state dicts: whole-model pickles made with
 FrEIA would resolve to ``invertible``'s classes but carry FrEIA's internal attributes.)
 
 The alias covers ``FrEIA`` itself and everything under ``FrEIA.framework``, ``FrEIA.modules``,
