@@ -24,7 +24,8 @@ M3 = torch.tensor([[2.0, 1.0, 0.0], [0.5, -1.0, 0.3], [0.0, 0.4, 1.5]], dtype=to
 
 
 def test_permute_seed_matches_freia_and_leaves_global_rng_alone() -> None:
-    """Decision 2: the same permutation as FrEIA's np.random.seed(s), from a local generator."""
+    """The same permutation as FrEIA's np.random.seed(s), from a local generator: a seed never
+    reseeds numpy's global generator (docs/differences.rst, "Design decisions")."""
     np.random.seed(11)
     torch.manual_seed(11)
     np_state, torch_state = np.random.get_state(), torch.get_rng_state()
