@@ -31,7 +31,6 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from torch import nn
 from torch.nn.functional import one_hot
 
 CLASSES = 3
@@ -64,27 +63,20 @@ plt.show()
 # -----------
 # ``append(..., cond=0, cond_shape=(3,))`` tells each block to read condition number 0, a
 # vector of length 3: the block concatenates it to the input of its subnets, so
-# ``subnet_constructor`` is called with ``c_in`` = half the point + 3.
+# ``subnet_constructor`` is called with ``c_in`` = half the point + 3. The subnets come from
+# :class:`~invertible.flows.DenseSubnet`, the presets' constructor: ``Linear`` and ``ReLU`` per
+# hidden width, and a last layer that starts at zero, so each block starts as the identity.
 
 import invertible.framework as Ff
 import invertible.modules as Fm
-
-
-def subnet(c_in: int, c_out: int) -> nn.Module:
-    """A small MLP; its last layer starts at zero (blocks start as identity)."""
-    last = nn.Linear(64, c_out)
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
-    hidden = nn.Linear(64, 64)
-    return nn.Sequential(nn.Linear(c_in, 64), nn.ReLU(), hidden, nn.ReLU(), last)
-
+from invertible.flows import DenseSubnet
 
 torch.manual_seed(0)  # the subnets' initial weights
 np.random.seed(0)  # AllInOneBlock draws its rotation from numpy's global RNG
 cinn = Ff.SequenceINN(2)
 for _ in range(6):
     cinn.append(Fm.AllInOneBlock, cond=0, cond_shape=(CLASSES,),
-                subnet_constructor=subnet, permute_soft=True)
+                subnet_constructor=DenseSubnet((64, 64)), permute_soft=True)
 
 # Conditions are passed as a list, one tensor per condition index.
 z, log_det = cinn(x_train[:4], c=[c_train[:4]])
