@@ -90,7 +90,10 @@ def _folded_weights(add: Any) -> Optional[tuple]:
 def fold_biases(model: Any) -> None:
     """Rewrite every ``MatMul(x, W) + b`` of ``model`` as ``concat([x, 1]) @ [W; b]`` in place
     (same value; one product the CPU plugin does not fuse, so the precise mark survives)."""
-    from openvino import opset13 as ops
+    try:
+        from openvino import opset13 as ops
+    except ImportError:  # OpenVINO 2024.2 has it only under openvino.runtime (gone in 2026)
+        from openvino.runtime import opset13 as ops
 
     for add in model.get_ordered_ops():
         found = _folded_weights(add) if add.get_type_name() == "Add" else None
