@@ -7,8 +7,9 @@ Migrating from FrEIA
 
 1. change the import lines;
 2. load the checkpoints you trained with FrEIA, as they are;
-3. for checkpoints of the PyPI release FrEIA 0.2, switch ``AllInOneBlock`` to the clamp that
-   release used, so the network computes exactly what it computed before.
+3. for checkpoints of the PyPI release FrEIA 0.2, load them with
+   :func:`invertible.compat.load_freia_02_checkpoint`, which also switches the network to the
+   few formulas of 0.2 that FrEIA changed since, so it computes exactly what it computed before.
 
 Code you cannot edit (a third-party package that says ``import FrEIA``) runs unchanged under
 an import alias, shown at the end.
@@ -106,24 +107,28 @@ print(f"max |z difference|       {(z - z_freia).abs().max():.3g}")
 print(f"max |log-det difference| {(log_det - log_det_freia).abs().max():.3g}")
 
 # %%
-# Step 3: PyPI 0.2's clamp
-# ------------------------
+# Step 3: PyPI 0.2 checkpoints
+# ----------------------------
 # The outputs above differ, and not by round-off. ``AllInOneBlock`` bounds its log-scale
 # softly by the clamp :math:`\kappa` (``affine_clamping``). PyPI FrEIA 0.2 computed
 # :math:`s = \kappa \tanh(a)`; FrEIA's current code, and ``invertible``, compute
 # :math:`s = \kappa \tanh(a / \kappa)`, which is close to :math:`a` for small :math:`a` (the
 # subnet's output means the same thing whatever the clamp). Both are valid flows; a checkpoint
-# was trained with one of them. The weights do not say which, so you switch the blocks of a
-# network that loaded a 0.2 checkpoint to the old clamp:
+# was trained with one of them, and the weights do not say which. So a 0.2 checkpoint is loaded
+# with one call that loads it and switches the network to 0.2's formulas:
 
-for block in net.modules():
-    if isinstance(block, Fm.AllInOneBlock):
-        block.legacy_clamp = True
+from invertible.compat import load_freia_02_checkpoint
+
+load_freia_02_checkpoint(net, checkpoint)  # a path, or the state_dict itself
 
 with torch.no_grad():
     z, log_det = net(x)
 print(f"max |z difference|       {(z - z_freia).abs().max():.3g}")
 print(f"max |log-det difference| {(log_det - log_det_freia).abs().max():.3g}")
+print(
+    "AllInOneBlocks on 0.2's clamp:",
+    all(b.legacy_clamp for b in net.modules() if isinstance(b, Fm.AllInOneBlock)),
+)
 
 # %%
 # Now both packages compute the same function, to float32 round-off. The inverse is exact as
@@ -134,7 +139,11 @@ with torch.no_grad():
 print(f"max |x - f^-1(f(x))|     {(x_back - x).abs().max():.3g}")
 
 # %%
-# Checkpoints saved by FrEIA's GitHub code (after 0.2) need no switch: they were trained with
+# The call sets ``legacy_clamp=True`` on every ``AllInOneBlock`` (an argument you can also
+# give when building a block). In a ``GraphINN`` it also numbers the modules as the checkpoint
+# does: 0.2 ordered the modules of parallel branches by the memory addresses of their nodes, so
+# the ``module_list.<k>`` keys of a 0.2 graph may follow another order. Checkpoints saved by
+# FrEIA's GitHub code (after 0.2) load with plain ``load_state_dict``: they were trained with
 # the new clamp, which is ``invertible``'s default.
 #
 # Code you cannot edit: the FrEIA import alias
@@ -145,6 +154,11 @@ print(f"max |x - f^-1(f(x))|     {(x_back - x).abs().max():.3g}")
 # and ``python -m invertible.compat train.py`` runs a script with it. Call it before anything
 # imports FrEIA: if a real FrEIA is already imported (as on this page, which used it above), it
 # refuses, unless ``force=True`` sets the real modules aside until the alias is removed.
+#
+# Under the alias ``PermuteRandom(seed=s)`` also reseeds numpy's global generator, as FrEIA
+# did: FrEIA code may rely on that side effect (vislearn's GIN experiments draw each block's
+# seed, then their training data, from ``np.random``). Plain ``invertible`` draws the same
+# permutation from a local generator and leaves numpy's global state alone.
 
 import invertible
 from invertible.compat import freia_alias
@@ -157,6 +171,10 @@ with freia_alias(force=True):
     print("FrEIA.modules is invertible.modules:", same)
     legacy_net = build(FrEIA.framework, FrEIA.modules)  # code written for FrEIA
     print("built a", type(legacy_net).__module__, type(legacy_net).__name__)
+    # FrEIA's PermuteRandom(seed=k) reseeded numpy's global generator: so does the alias's
+    draws = np.random.RandomState(2)  # the last block was PermuteRandom(seed=2) ...
+    draws.permutation(6)  # ... which drew its permutation of 6 channels
+    print("numpy reseeded as FrEIA did:", np.random.rand() == draws.rand())
 
 import FrEIA.modules
 

@@ -148,10 +148,9 @@ print(
 # outputs (a ``GraphINN``), and image flows of any size the network accepts export alike; a
 # block that cannot be exported fails with a ``RuntimeError`` that names it.
 #
-# One gap remains with the OpenVINO release used here: the CPU runtime merges a linear layer
-# and its bias into one node and loses the float32 mark on the way, so a flow with
-# ``nn.Linear`` subnets (a CFlow-style decoder) still runs those layers in bfloat16 on CPUs
-# with bfloat16 units. Compile such an IR with
-# ``core.compile_model(ir.path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})``.
+# One gap remains with OpenVINO 2026.4: the inverse direction of an ``AllInOneBlock`` with
+# ``nn.Linear`` subnets still runs a few nodes in bfloat16 on CPUs with bfloat16 units.
+# Compile that IR with
+# ``core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})``.
 
 folder.cleanup()
