@@ -17,6 +17,7 @@ to matter: without them a bf16 CPU runs nodes in bf16. One known gap is a strict
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -237,7 +238,7 @@ def test_linear_biases_are_folded_so_the_layer_stays_f32(tmp_path: Path, transpo
         assert _low_precision_nodes(core.compile_model(tmp_path / "marked.xml", "CPU"))
 
 
-def test_errors_name_to_openvino(tmp_path: Path) -> None:
+def test_errors_name_to_openvino(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     inn = fastflow_style()
     with pytest.raises(ValueError, match="to_openvino: direction must be"):
         to_openvino(inn, tmp_path / "a.xml", direction="backward")
@@ -247,4 +248,7 @@ def test_errors_name_to_openvino(tmp_path: Path) -> None:
         to_openvino(inn, tmp_path / "a.xml", example_inputs=torch.randn(2, 5))
     with pytest.raises(TypeError, match=r"to_openvino: needs a torch\.nn\.Module"):
         to_openvino(object(), tmp_path / "a.xml")  # type: ignore[arg-type]
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"pip install 'invertible\[openvino\]'"):
+        to_openvino(inn, tmp_path / "a.xml")
     assert not (tmp_path / "a.xml").exists()

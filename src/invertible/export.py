@@ -520,7 +520,11 @@ def to_openvino(
     path = Path(path)
     if path.suffix != ".xml":
         raise ValueError(f"to_openvino: path must end in .xml, got {str(path)!r}.")
-    import openvino  # noqa: F401  (fail before the export when it is missing)
+    try:  # fail before the export when it is missing
+        import openvino  # noqa: F401
+    except ImportError as error:
+        message = "to_openvino needs OpenVINO: pip install 'invertible[openvino]'."
+        raise ImportError(message) from error
 
     with tempfile.TemporaryDirectory() as folder:
         try:
