@@ -61,9 +61,8 @@ import FrEIA.framework as freia_framework  # the real FrEIA, for comparison
 import FrEIA.modules as freia_modules
 
 torch.manual_seed(0)
-np.random.seed(
-    0
-)  # FrEIA 0.2 draws AllInOneBlock's permutations from numpy's global generator
+# FrEIA 0.2 draws AllInOneBlock's permutations from numpy's global generator
+np.random.seed(0)
 mixing = torch.randn(6, 6)
 
 
@@ -80,13 +79,9 @@ for _ in range(150):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-print(
-    f"FrEIA 0.2 network trained: NLL {loss.item():.3f} nats (without the constant)"
-)
+print(f"FrEIA 0.2 network trained: NLL {loss.item():.3f} (nats, without the constant)")
 
-workdir = tempfile.TemporaryDirectory(
-    prefix="invertible-migration-"
-)  # removed at the end
+workdir = tempfile.TemporaryDirectory()  # removed at the end of the page
 checkpoint = Path(workdir.name) / "freia_flow.pt"
 torch.save(freia_net.state_dict(), checkpoint)
 print(f"saved {len(freia_net.state_dict())} tensors to {checkpoint.name}")
@@ -171,9 +166,9 @@ with freia_alias(force=True):
     print("FrEIA.modules is invertible.modules:", same)
     legacy_net = build(FrEIA.framework, FrEIA.modules)  # code written for FrEIA
     print("built a", type(legacy_net).__module__, type(legacy_net).__name__)
-    # FrEIA's PermuteRandom(seed=k) reseeded numpy's global generator: so does the alias's
-    draws = np.random.RandomState(2)  # the last block was PermuteRandom(seed=2) ...
-    draws.permutation(6)  # ... which drew its permutation of 6 channels
+    # the last block, PermuteRandom(seed=2), reseeded numpy and drew 6 channels:
+    draws = np.random.RandomState(2)
+    draws.permutation(6)
     print("numpy reseeded as FrEIA did:", np.random.rand() == draws.rand())
 
 import FrEIA.modules

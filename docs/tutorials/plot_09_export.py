@@ -55,9 +55,7 @@ with torch.no_grad():
     z, log_det = inn(x)
     x_back, log_det_back = inn(z, rev=True)
 
-folder = tempfile.TemporaryDirectory(
-    prefix="invertible-export-"
-)  # removed at the end
+folder = tempfile.TemporaryDirectory()  # removed at the end of the page
 out = Path(folder.name)
 
 # %%
