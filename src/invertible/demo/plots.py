@@ -74,6 +74,11 @@ def _histograms(
     if log_x and both.min() > 0:
         bins = np.geomspace(both.min(), both.max(), 60)
         axes.set_xscale("log")
+        # Plain numbers (4, not 4x10^0), and matplotlib's own choice of which minor ticks to label.
+        from matplotlib.ticker import LogFormatter
+
+        axes.xaxis.set_major_formatter(LogFormatter())
+        axes.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
     else:
         low = both.min()
         bins = np.linspace(low, low + 2 * (np.percentile(normal, 99.5) - low), 60)
@@ -138,6 +143,8 @@ def plot_moons(result: MoonsResult, out: Path) -> List[Path]:
     image = axes.imshow(result.density, origin="lower", extent=extent, cmap="magma", aspect="equal")
     figure.colorbar(image, ax=axes, shrink=0.8, label="p(x)")
     axes.set_title(f"Learned density (test NLL {result.test_nll:.3f} nats)")
+    axes.set_xlabel("$x_1$")
+    axes.set_ylabel("$x_2$")
     paths = [_save(figure, out / "density.png")]
 
     figure = _figure(9.0, 3.6)
@@ -151,6 +158,8 @@ def plot_moons(result: MoonsResult, out: Path) -> List[Path]:
         axes.set_ylim(BOX[2], BOX[3])
         axes.set_aspect("equal")
         axes.set_title(title)
+        axes.set_xlabel("$x_1$")
+        axes.set_ylabel("$x_2$")
     paths.append(_save(figure, out / "samples.png"))
 
     figure = _figure(7.0, 4.2)
