@@ -22,6 +22,8 @@ and it gives the same gradients.
 # Six ``AllInOneBlock`` couplings with convolutional subnets on 4 x 16 x 16 inputs. The
 # function builds the same weights every time it is called with the same seed.
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
@@ -174,7 +176,7 @@ vector_flow.append(Fm.PermuteRandom, seed=0)
 try:
     vector_flow.append(Fm.IResNetLayer, internal_size=16)
 except ValueError as error:
-    print("ValueError:", error)
+    print(textwrap.fill(f"ValueError: {error}", 88))
 
 # %%
 # The same holds for subnets with dropout or batch normalisation in training mode: recomputing
@@ -195,7 +197,7 @@ dropout_flow.train()  # checked again at every memory-efficient call
 try:
     nll(dropout_flow, torch.randn(4, 8))
 except ValueError as error:
-    print("ValueError:", error)
+    print(textwrap.fill(f"ValueError: {error}", 88))
 
 # %%
 # Under ``torch.compile`` the containers train by standard backprop; everything else

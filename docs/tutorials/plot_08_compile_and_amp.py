@@ -18,6 +18,7 @@ Two ways to make a flow cheaper to run, and what each one does to its numbers:
 # Two couplings on 8-D vectors: an ``AllInOneBlock`` and a GLOW coupling.
 
 import copy
+import textwrap
 import time
 
 import matplotlib.pyplot as plt
@@ -194,4 +195,4 @@ print(f"round trip under autocast: max |x - f^-1(f(x))| {error:.1e}")
 try:
     image_flow(images.to(torch.bfloat16))
 except TypeError as error:
-    print("TypeError:", error)
+    print(textwrap.fill(f"TypeError: {error}", 88))
