@@ -64,17 +64,20 @@ class FlowBase(nn.Module):
         raise NotImplementedError
 
     def rsample(
-        self, n: Count, context: Optional[Tensor] = None, temperature: float = 1.0
+        self, n: Count, context: Optional[Tensor] = None, temperature: float = 1.0,
+        generator: Optional[torch.Generator] = None,
     ) -> Tensor:
-        """``n`` reparameterised samples ``(n, *shape)``."""
+        """``n`` reparameterised samples ``(n, *shape)``, drawn from ``generator`` when given
+        (else torch's global generator)."""
         raise NotImplementedError
 
     @torch.no_grad()
     def sample(
-        self, n: Count, context: Optional[Tensor] = None, temperature: float = 1.0
+        self, n: Count, context: Optional[Tensor] = None, temperature: float = 1.0,
+        generator: Optional[torch.Generator] = None,
     ) -> Tensor:
         """``n`` samples ``(n, *shape)`` without gradients (arguments as for :meth:`rsample`)."""
-        return self.rsample(n, context, temperature)
+        return self.rsample(n, context, temperature, generator)
 
     def _check(self, z: Tensor) -> None:
         """``ValueError`` unless ``z`` is ``(batch, *shape)``."""
@@ -121,11 +124,13 @@ class DiagGaussian(FlowBase):
         return diag_normal_log_prob(z, self.loc, self.log_scale, len(self.event_shape))
 
     def rsample(
-        self, n: Count, context: Optional[Tensor] = None, temperature: float = 1.0
+        self, n: Count, context: Optional[Tensor] = None, temperature: float = 1.0,
+        generator: Optional[torch.Generator] = None,
     ) -> Tensor:
         """``n`` samples ``loc + T exp(log_scale) eps``; gradients reach both."""
         count = sample_count(n, type(self).__name__)
-        eps = torch.randn((count, *self.event_shape), dtype=self.loc.dtype, device=self.loc.device)
+        eps = torch.randn((count, *self.event_shape), generator=generator, dtype=self.loc.dtype,
+                          device=self.loc.device)
         return self.loc + temperature * torch.exp(self.log_scale) * eps
 
 
@@ -178,14 +183,15 @@ class GaussianMixture(FlowBase):
         return torch.logsumexp(torch.log_softmax(self.logits, 0) + per_component, dim=1)
 
     def rsample(
-        self, n: Count, context: Optional[Tensor] = None, temperature: float = 1.0
+        self, n: Count, context: Optional[Tensor] = None, temperature: float = 1.0,
+        generator: Optional[torch.Generator] = None,
     ) -> Tensor:
         """``n`` samples; reparameterised within the drawn component (see the class)."""
         count = sample_count(n, type(self).__name__)
         weights = torch.softmax(self.logits.detach(), 0)
-        k = torch.multinomial(weights, count, replacement=True)
+        k = torch.multinomial(weights, count, replacement=True, generator=generator)
         mean, log_scale = self.means[k], self.log_scales[k]
-        eps = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device)
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         return mean + temperature * torch.exp(log_scale) * eps
 
 
@@ -248,7 +254,8 @@ class ConditionalDiagGaussian(FlowBase):
         return diag_normal_log_prob(z, mean, log_scale, len(self.event_shape))
 
     def rsample(
-        self, n: Count, context: Optional[Tensor] = None, temperature: float = 1.0
+        self, n: Count, context: Optional[Tensor] = None, temperature: float = 1.0,
+        generator: Optional[torch.Generator] = None,
     ) -> Tensor:
         """``n`` samples paired with the context rows (``n`` rows, or one row for all)."""
         count = sample_count(n, type(self).__name__)
@@ -258,7 +265,8 @@ class ConditionalDiagGaussian(FlowBase):
                 f"{type(self).__name__}: {count} samples need a context with {count} rows or "
                 f"1 row, got {mean.shape[0]}."
             )
-        eps = torch.randn((count, *self.event_shape), dtype=mean.dtype, device=mean.device)
+        eps = torch.randn((count, *self.event_shape), generator=generator, dtype=mean.dtype,
+                          device=mean.device)
         return mean + temperature * torch.exp(log_scale) * eps
 
 

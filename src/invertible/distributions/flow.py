@@ -221,14 +221,17 @@ class FlowDistribution(nn.Module):
                 tensors of batch size 1 are expanded to ``n``.
             c: the conditions (a tensor or a list), or ``None``.
             temperature: factor on the base's standard deviation (``0`` gives the base's mode).
-            generator: a ``torch.Generator`` for the standard normal base (not for custom bases).
+            generator: a ``torch.Generator`` for the draws of the standard normal base and of
+                the bases of :mod:`invertible.distributions` (not for other
+                ``torch.distributions``).
 
         Returns:
             One tensor ``(n, *shape)`` per network input (a bare tensor for one input).
 
         Raises:
             ValueError: bad ``n`` (not positive, missing, or not the conditions' batch size),
-                ``temperature`` (negative, not finite) or ``generator`` with a custom base.
+                ``temperature`` (negative, not finite) or ``generator`` with a base from
+                ``torch.distributions``.
         """
         return self._draw(n, c, temperature, generator, reparameterised=True)
 
@@ -273,10 +276,13 @@ class FlowDistribution(nn.Module):
         """Latents at ``temperature``, one per output, and the (expanded) conditions."""
         t = check_temperature(temperature)
         n, cs = check_count(n, condition_list(c))
-        if generator is not None and any(b is not None for b in self.bases):
+        foreign = [type(b).__name__ for b in self.bases
+                   if b is not None and not getattr(b, "tempers", False)]
+        if generator is not None and foreign:
             raise ValueError(
-                "FlowDistribution: generator= only applies to the default standard normal base; "
-                "this one has custom base distributions (seed torch's global generator instead)."
+                f"FlowDistribution: generator= reaches the standard normal base and the bases of "
+                f"invertible.distributions, but not {', '.join(foreign)} (torch.distributions "
+                f"take no generator); seed torch's global generator instead."
             )
         dtype, device = tensor_options(self.inn, cs)
         zs: List[Tensor] = [torch.empty(0)] * len(self.bases)
@@ -287,7 +293,7 @@ class FlowDistribution(nn.Module):
                 zs[k] = eps * t
             else:
                 context = base_context(base, k, zs, cs)
-                zs[k] = _draw(base, n, t, reparameterised, context)
+                zs[k] = _draw(base, n, t, reparameterised, context, generator)
         return tuple(zs), cs
 
     def _pack(self, xs: Sequence[Tensor]) -> Sample:
@@ -301,13 +307,15 @@ class FlowDistribution(nn.Module):
         return f"{shapes}, bases={bases}"
 
 
-def _draw(base: Any, n: int, t: float, reparameterised: bool, context: Any) -> Tensor:
+def _draw(base: Any, n: int, t: float, reparameterised: bool, context: Any,
+          generator: Optional[torch.Generator]) -> Tensor:
     """``n`` draws from ``base`` at temperature ``t``: ``rsample`` when asked for and available,
     else ``sample``. A base with a true ``tempers`` (a ``FlowBase``) gets ``context`` and ``t``;
     for any other the deviation from its mean is scaled (:func:`_tempered`)."""
     use_rsample = reparameterised and getattr(base, "has_rsample", False)
     if getattr(base, "tempers", False):
-        return (base.rsample if use_rsample else base.sample)((n,), context, temperature=t)
+        return (base.rsample if use_rsample else base.sample)((n,), context, temperature=t,
+                                                              generator=generator)
     return _tempered(base.rsample((n,)) if use_rsample else base.sample((n,)), base, t)
 
 
