@@ -20,7 +20,7 @@ Both need the optional dependencies: ``pip install invertible[export]`` for ONNX
 # A FastFlow-style flow
 # ---------------------
 # FastFlow models the feature map of a pretrained CNN with a chain of ``AllInOneBlock``
-# couplings whose subnets are small convolutional networks. Ours has three blocks on
+# couplings whose subnets are small convolutional networks. Ours has two blocks on
 # 8 x 8 x 8 feature maps. Export traces the network in eval mode; here it is simply untrained.
 
 import tempfile
@@ -46,7 +46,7 @@ def conv_subnet(c_in, c_out):
 
 torch.manual_seed(0)
 inn = Ff.SequenceINN(8, 8, 8)
-for _ in range(3):
+for _ in range(2):
     inn.append(Fm.AllInOneBlock, subnet_constructor=conv_subnet, permute_soft=False)
 inn.eval()
 
