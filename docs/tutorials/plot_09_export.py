@@ -37,10 +37,11 @@ from invertible.export import to_onnx
 
 
 def conv_subnet(c_in, c_out):
+    hidden = 2 * c_in  # FastFlow's hidden width is a multiple of its input's
     return nn.Sequential(
-        nn.Conv2d(c_in, 32, 3, padding=1),
+        nn.Conv2d(c_in, hidden, 3, padding=1),
         nn.ReLU(),
-        nn.Conv2d(32, c_out, 3, padding=1),
+        nn.Conv2d(hidden, c_out, 3, padding=1),
     )
 
 
