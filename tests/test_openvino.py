@@ -8,10 +8,11 @@ up to the fine scale). Each is exported once per direction (traced at batch 2) a
 bf16 unless the IR keeps its nodes in f32: outputs and log-dets must agree to 1e-4 and no node
 of the compiled graph may run in bf16 or f16.
 
-The two pieces that keep the IR in f32, the "precise" marks and the folding of ``nn.Linear``
-biases into their products (the CPU plugin's bias fusion would drop the marks), are each shown
-to matter: without them a bf16 CPU runs nodes in bf16. One known gap is a strict xfail (see
-``DENSE_INVERSE_GAP``); every IR is also checked compiled with an explicit f32 hint.
+What keeps the IR in f32 is each shown to matter: the "precise" marks, and doing ahead the
+CPU plugin's rewrites that would replace marked nodes by new, unmarked ones (constant scales and
+biases folded into ``nn.Linear`` products, subtractions and divisions in the forms the plugin
+lowers them to); without any one of them a bf16 CPU runs nodes in bf16. Every IR is also checked
+compiled with an explicit f32 hint.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+import invertible._openvino as ov_export
 from invertible._openvino import PRECISE, save_f32
 from invertible.export import ExportAdapter, OpenVinoExport, to_openvino
 from invertible.framework import GraphINN, InputNode, Node, OutputNode, SequenceINN
@@ -111,9 +113,14 @@ def _inputs(model: Any, name: str, rev: bool, batch: int) -> Tuple[List[Tensor],
 
 
 def _low_precision_nodes(compiled: Any) -> List[str]:
-    """Nodes of the compiled (executable) graph that run in bf16 or f16."""
-    return [node.get_friendly_name() for node in compiled.get_runtime_model().get_ops()
-            if node.get_rt_info()["runtimePrecision"].astype(str) in LOW_PRECISIONS]
+    """Nodes of the compiled (executable) graph that run in, or write, bf16 or f16."""
+    found = []
+    for node in compiled.get_runtime_model().get_ops():
+        info = node.get_rt_info()
+        precisions = info["outputPrecisions"].astype(str).split(",")
+        if LOW_PRECISIONS & {info["runtimePrecision"].astype(str), *precisions}:
+            found.append(node.get_friendly_name())
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -143,19 +150,11 @@ def _check_against_pytorch(exported, name: str, direction: str, compiled: Any) -
             np.testing.assert_allclose(value, reference.numpy(), rtol=RTOL, atol=ATOL)
 
 
-#: Known gap (OpenVINO 2026.4): the inverse of an AllInOneBlock with a dense subnet meets CPU
-#: plugin rewrites that make new, unmarked nodes (a division turned into a multiplication, the
-#: soft permutation's product fused with the global scale), which then run in bf16.
-DENSE_INVERSE_GAP = pytest.mark.xfail(
-    BF16_CPU, strict=True, reason="CPU plugin rewrites drop the precise marks of a few nodes")
 PAIRS = [(name, direction) for name in MODELS for direction in ("forward", "inverse")]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "direction"), [
-    pytest.param(*pair, marks=DENSE_INVERSE_GAP) if pair == ("cflow", "inverse") else pair
-    for pair in PAIRS
-])
+@pytest.mark.parametrize(("name", "direction"), PAIRS)
 def test_default_compile_runs_f32_and_matches_pytorch(exported, name, direction) -> None:
     """``compile_model(xml, "CPU")`` with no configuration: no bf16/f16 node, f32-size errors."""
     compiled = exported[(name, direction)][1]
@@ -166,7 +165,7 @@ def test_default_compile_runs_f32_and_matches_pytorch(exported, name, direction)
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "direction"), PAIRS)
 def test_ir_is_exact_when_compiled_for_f32(exported, name, direction) -> None:
-    """Every IR is right when OpenVINO is asked for f32 explicitly (the gap above included)."""
+    """Every IR is right when OpenVINO is asked for f32 explicitly too."""
     info = exported[(name, direction)][2]
     compiled = ov.Core().compile_model(info.path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     _check_against_pytorch(exported, name, direction, compiled)
@@ -206,36 +205,51 @@ def test_without_the_precise_marks_a_bf16_cpu_runs_in_bf16(exported) -> None:
     assert error > 3 * ATOL  # bf16-size (8-bit mantissa), where the marked IR stays within ATOL
 
 
-def _linear_model(w: np.ndarray, b: np.ndarray, transpose_b: bool) -> Any:
-    """``y = x @ W(^T) + b`` as an OpenVINO model, the way an ONNX ``nn.Linear`` arrives."""
+def _affine_model(w: np.ndarray, s: np.ndarray, b: np.ndarray, c: np.ndarray,
+                  transpose_b: bool) -> Any:
+    """``y = ((x @ W(^T)) * s + b - u * c) / exp(u)`` as an OpenVINO model, the operations an
+    ONNX ``AllInOneBlock`` inverse arrives with, then ``concat([y, x]) @ I`` (``y`` again, as
+    the next layer would read it: a result itself would be left in f32 by the plugin)."""
     from openvino import opset13 as ops
 
     x = ops.parameter([-1, 8], np.float32, name="x")
-    y = ops.add(ops.matmul(x, ops.constant(w), False, transpose_b), ops.constant(b))
+    u = ops.parameter([-1, 8], np.float32, name="u")
+    h = ops.multiply(ops.matmul(x, ops.constant(w), False, transpose_b), ops.constant(s))
+    h = ops.subtract(ops.add(h, ops.constant(b)), ops.multiply(u, ops.constant(c)))
+    y = ops.concat([ops.divide(h, ops.exp(u)), x], -1)
+    y = ops.matmul(y, ops.constant(np.eye(16, 8, dtype=np.float32)), False, False)
     y.output(0).get_tensor().set_names({"y"})
-    return ov.Model([y], [x])
+    return ov.Model([y], [x, u])
 
 
 @pytest.mark.parametrize("transpose_b", [True, False])
-def test_linear_biases_are_folded_so_the_layer_stays_f32(tmp_path: Path, transpose_b) -> None:
-    """``[x, 1] @ [W; b]`` gives ``x @ W + b`` (name kept) and runs in f32; the plain marked
-    ``MatMul + Add`` is fused by the CPU plugin into a node without the mark (bf16 here)."""
+def test_plugin_rewrites_done_ahead_keep_the_layer_f32(tmp_path: Path, monkeypatch, transpose_b):
+    """:func:`save_f32`'s IR gives the same values and runs in f32; with the marks alone, or
+    without either rewrite, the CPU plugin makes new, unmarked nodes that run in bf16 here."""
     gen = np.random.default_rng(0)
-    w = gen.standard_normal((16, 8) if transpose_b else (8, 16)).astype(np.float32)
-    b = gen.standard_normal((1, 16)).astype(np.float32)
-    x = gen.standard_normal((5, 8)).astype(np.float32)
+    w = gen.standard_normal((8, 8)).astype(np.float32)
+    s, b, c = gen.standard_normal((3, 1, 8)).astype(np.float32)
+    x, u = gen.standard_normal((2, 5, 8)).astype(np.float32)
+    model = _affine_model(w, s, b, c, transpose_b)
     core = ov.Core()
-    save_f32(_linear_model(w, b, transpose_b), tmp_path / "folded.xml")
-    folded = core.compile_model(tmp_path / "folded.xml", "CPU")
-    assert _low_precision_nodes(folded) == []
-    expected = x.astype(np.float64) @ (w.T if transpose_b else w) + b
-    np.testing.assert_allclose(folded(x)[folded.output("y")], expected, rtol=1e-5, atol=1e-5)
-    if BF16_CPU:
-        marked_only = _linear_model(w, b, transpose_b)
-        for node in marked_only.get_ops():
-            node.get_rt_info()[PRECISE] = ""
-        ov.save_model(marked_only, tmp_path / "marked.xml", compress_to_fp16=False)
-        assert _low_precision_nodes(core.compile_model(tmp_path / "marked.xml", "CPU"))
+    save_f32(model, tmp_path / "done.xml")
+    compiled = core.compile_model(tmp_path / "done.xml", "CPU")
+    assert _low_precision_nodes(compiled) == []
+    expected = ((x.astype(np.float64) @ (w.T if transpose_b else w)) * s + b - u * c) / np.exp(u)
+    got = compiled({"x": x, "u": u})[compiled.output("y")]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    if not BF16_CPU:
+        return
+    marked_only = _affine_model(w, s, b, c, transpose_b)
+    for node in marked_only.get_ops():
+        node.get_rt_info()[PRECISE] = ""
+    ov.save_model(marked_only, tmp_path / "marked.xml", compress_to_fp16=False)
+    assert _low_precision_nodes(core.compile_model(tmp_path / "marked.xml", "CPU"))
+    for rewrite in ("fold_linear_constants", "unfuse_elementwise"):
+        with monkeypatch.context() as patch:
+            patch.setattr(ov_export, rewrite, lambda model: None)
+            save_f32(_affine_model(w, s, b, c, transpose_b), tmp_path / f"{rewrite}.xml")
+        assert _low_precision_nodes(core.compile_model(tmp_path / f"{rewrite}.xml", "CPU"))
 
 
 def test_errors_name_to_openvino(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

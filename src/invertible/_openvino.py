@@ -17,21 +17,22 @@ default ``INFERENCE_PRECISION_HINT`` (bf16), but no node runs in it (the executa
 ``runtimePrecision``). The mark is only read back from an IR file (an in-memory model with it
 set from Python still runs in bf16), so compile the saved ``.xml``.
 
-One fusion of the CPU plugin drops the mark: a ``MatMul`` by constant weights followed by the
-``Add`` of a constant bias (every ``nn.Linear``) becomes one new ``FullyConnected`` node, and
-the mark is not carried over to new nodes, so it would run in bf16. :func:`fold_biases` writes
-such a layer as one product instead, ``[x, 1] @ [W; b]``, which the plugin converts without
-fusing, keeping the mark.
+The mark is not carried over to the new nodes the plugin's own rewrites make, and those run in
+bf16 (or write bf16 into the next node). The IR is therefore written in the forms the plugin
+would rewrite it into, so that it finds nothing to rewrite and every node keeps its mark:
+:func:`fold_linear_constants` folds a constant scale and bias that follow a product by constant
+weights (every ``nn.Linear``; an ``AllInOneBlock``'s soft permutation with its global affine)
+into one product, which the plugin would otherwise fuse into a new node; and
+:func:`unfuse_elementwise` writes subtractions as additions of a negation and divisions as
+products with a reciprocal, as the plugin lowers them.
 
 Measured on a CPU with AMX (FastFlow-style flow, 8 blocks on 64x16x16): the default compile of
 an unmarked IR errs by ~3e-3 in ``z`` and ~0.3 in the log-det; the marked IR by ~2e-6 and
-~1e-4, the same as compiling with ``INFERENCE_PRECISION_HINT="f32"``.
-
-Known gap: other plugin rewrites also make new, unmarked nodes. The inverse of an
-``AllInOneBlock`` with a dense subnet meets two (a division by a tensor turned into a
-multiplication, the soft permutation's product fused with the global scale), so that direction
-of a CFlow-style flow still runs a few nodes in bf16 (1e-2 in ``x`` measured); compile it with
-``INFERENCE_PRECISION_HINT="f32"`` where that matters.
+~1e-4, the same as compiling with ``INFERENCE_PRECISION_HINT="f32"``. The inverse of a
+CFlow-style flow (dense subnets, conditions, soft permutation, global affine) erred by 1e-2 in
+``x`` with the marks alone and by 5e-7 with the rewrites done ahead (OpenVINO 2026.4). The
+rewrites cover the operations the flows of this library export to; an operation another
+plugin rewrite turns into new nodes would still run in bf16, which the tests would show.
 """
 
 from __future__ import annotations
@@ -41,10 +42,19 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["PRECISE", "fold_biases", "ir_from_onnx", "save_f32"]
+__all__ = ["PRECISE", "fold_linear_constants", "ir_from_onnx", "save_f32", "unfuse_elementwise"]
 
 #: The rt_info key that keeps a node out of the plugins' lowering to f16/bf16.
 PRECISE = "precise_0"
+
+
+def _ops() -> Any:
+    """OpenVINO's opset 13 (under ``openvino.runtime`` in 2024.2, gone from there in 2026)."""
+    try:
+        from openvino import opset13 as ops
+    except ImportError:
+        from openvino.runtime import opset13 as ops
+    return ops
 
 
 def ir_from_onnx(onnx_path: Path, xml_path: Path) -> None:
@@ -55,54 +65,135 @@ def ir_from_onnx(onnx_path: Path, xml_path: Path) -> None:
 
 
 def save_f32(model: Any, xml_path: Path) -> None:
-    """Save the OpenVINO ``model`` as the IR ``xml_path``: biases folded into their products,
-    every node marked precise, weights stored in f32 (``compress_to_fp16=False``)."""
+    """Save the OpenVINO ``model`` as the IR ``xml_path``: the plugin's rewrites done ahead
+    (:func:`fold_linear_constants`, :func:`unfuse_elementwise`), every node marked precise,
+    weights stored in f32 (``compress_to_fp16=False``)."""
     import openvino
 
-    fold_biases(model)
+    fold_linear_constants(model)
+    unfuse_elementwise(model)
     for node in model.get_ops():
         node.get_rt_info()[PRECISE] = ""
     openvino.save_model(model, str(xml_path), compress_to_fp16=False)
 
 
-def _folded_weights(add: Any) -> Optional[tuple]:
-    """``(x, [W; b], transpose_b)`` if ``add`` is ``MatMul(x, W) + b`` with constant f32
-    ``W`` (2-D) and ``b`` (one value per output feature), the product used only there."""
-    by_kind = {value.get_node().get_type_name(): value.get_node() for value in add.input_values()}
-    if sorted(by_kind) != ["Constant", "MatMul"]:
+def _constant(value: Any) -> Optional[np.ndarray]:
+    """The data of ``value`` if a ``Constant`` produces it, else ``None``."""
+    node = value.get_node()
+    return node.get_data() if node.get_type_name() == "Constant" else None
+
+
+def _replace(old: Any, new: Any) -> None:
+    """Put ``new`` in the place of the single-output node ``old``, keeping its names."""
+    names = old.output(0).get_names()
+    new.set_friendly_name(old.get_friendly_name())
+    old.output(0).replace(new.output(0))
+    new.output(0).get_tensor().set_names(names)
+
+
+def _linear_operands(node: Any) -> Optional[tuple]:
+    """``(x, W, v, transpose_b)`` if ``node`` is ``MatMul(x, W) (+ or *) v`` with ``W`` a 2-D
+    f32 constant and ``v`` a constant with one value per output feature (or one value that
+    broadcasts) no higher in rank than the product, the product used only by ``node``."""
+    values = list(node.input_values())
+    kinds = [value.get_node().get_type_name() for value in values]
+    if sorted(kinds) != ["Constant", "MatMul"]:
         return None
-    bias, matmul = by_kind["Constant"], by_kind["MatMul"]
-    weights, flags = matmul.input_value(1).get_node(), matmul.get_attributes()
-    if weights.get_type_name() != "Constant" or flags["transpose_a"]:
+    matmul = values[kinds.index("MatMul")].get_node()
+    v, w = _constant(values[kinds.index("Constant")]), _constant(matmul.input_value(1))
+    flags = matmul.get_attributes()
+    if v is None or w is None or w.ndim != 2 or w.dtype != np.float32 or flags["transpose_a"]:
         return None
-    w, b = weights.get_data(), bias.get_data()
-    features = w.shape[0] if flags["transpose_b"] else w.shape[-1]
+    features = w.shape[0] if flags["transpose_b"] else w.shape[1]
     rank = matmul.get_output_partial_shape(0).rank
-    if (w.ndim != 2 or w.dtype != np.float32 or b.size != features or b.shape[-1] != features
-            or not rank.is_static or b.ndim > rank.get_length()
+    if (v.size not in (1, features) or v.shape[-1:] not in [(1,), (features,), ()]
+            or not rank.is_static or v.ndim > rank.get_length()
             or len(matmul.output(0).get_target_inputs()) != 1):
         return None
-    column = b.reshape(-1, 1) if flags["transpose_b"] else b.reshape(1, -1)
-    stacked = np.concatenate([w, column], axis=1 if flags["transpose_b"] else 0)
-    return matmul.input_value(0), stacked, flags["transpose_b"]
+    per_feature = np.broadcast_to(v.reshape(-1), (features,)).astype(np.float32)
+    return matmul.input_value(0), w, per_feature, flags["transpose_b"]
 
 
-def fold_biases(model: Any) -> None:
-    """Rewrite every ``MatMul(x, W) + b`` of ``model`` as ``concat([x, 1]) @ [W; b]`` in place
-    (same value; one product the CPU plugin does not fuse, so the precise mark survives)."""
-    try:
-        from openvino import opset13 as ops
-    except ImportError:  # OpenVINO 2024.2 has it only under openvino.runtime (gone in 2026)
-        from openvino.runtime import opset13 as ops
+def fold_linear_constants(model: Any) -> None:
+    """Rewrite every ``MatMul(x, W) * s`` of ``model`` as ``x @ (W s)`` and every
+    ``MatMul(x, W) + b`` as ``concat([x, 1]) @ [W; b]``, in place (``W``, ``s``, ``b``
+    constant, ``s`` and ``b`` one value per output feature).
 
-    for add in model.get_ordered_ops():
-        found = _folded_weights(add) if add.get_type_name() == "Add" else None
+    Same values to f32 rounding (the plugin folds the scale into ``W`` itself). Each is one
+    product the CPU plugin leaves alone, where it would fuse the pair into a new, unmarked
+    node (the scale into new weights; the bias into a ``FullyConnected``) that runs in bf16.
+    The scale comes first in graph order, so ``MatMul * s + b`` ends as one product."""
+    ops = _ops()
+    for node in model.get_ordered_ops():
+        kind = node.get_type_name()
+        found = _linear_operands(node) if kind in ("Add", "Multiply") else None
         if found is None:
             continue
-        x, stacked, transpose_b = found
-        column = ops.gather(x, ops.constant(np.array([0])), ops.constant(np.array(-1)))
-        ones = ops.broadcast(ops.constant(np.float32(1.0)), ops.shape_of(column))
-        product = ops.matmul(ops.concat([x, ones], -1), ops.constant(stacked), False, transpose_b)
-        names = add.output(0).get_names()
-        add.output(0).replace(product.output(0))
-        product.output(0).get_tensor().set_names(names)
+        x, w, per_feature, transpose_b = found
+        axis = 1 if transpose_b else 0  # the input-feature axis of W
+        if kind == "Multiply":
+            weights = w * np.expand_dims(per_feature, axis)
+        else:
+            weights = np.concatenate([w, np.expand_dims(per_feature, axis)], axis=axis)
+            column = ops.gather(x, ops.constant(np.array([0])), ops.constant(np.array(-1)))
+            x = ops.concat([x, ops.broadcast(ops.constant(np.float32(1.0)),
+                                             ops.shape_of(column))], -1)
+        _replace(node, ops.matmul(x, ops.constant(weights), False, transpose_b))
+
+
+def _minus_one(value: Any) -> Optional[np.ndarray]:
+    """-1 in the static shape of ``value`` after its batch axis (batch axis 1), if that has
+    more than one element: an exponent or factor the plugin cannot turn into its scalar
+    power node."""
+    shape = value.get_partial_shape()
+    if not shape.rank.is_static or not all(dim.is_static for dim in list(shape)[1:]):
+        return None
+    dims = [1] + [dim.get_length() for dim in list(shape)[1:]]
+    return np.full(dims, -1.0, np.float32) if np.prod(dims) > 1 else None
+
+
+def _constant_factor(value: Any) -> Optional[tuple]:
+    """``(x, c)`` if ``value`` is ``x * c`` with ``c`` constant and used only once."""
+    node = value.get_node()
+    if node.get_type_name() != "Multiply" or len(value.get_target_inputs()) != 1:
+        return None
+    c = _constant(node.input_value(1))
+    return None if c is None else (node.input_value(0), c)
+
+
+def _lowered(ops: Any, kind: str, a: Any, b: Any) -> Any:
+    """``a + b * (-1)`` for ``kind`` "Subtract", ``a * b ** (-1)`` for "Divide", in the
+    forms :func:`unfuse_elementwise` describes; ``None`` to keep the node."""
+    b_data, factor, minus_one = _constant(b), _constant_factor(b), _minus_one(b)
+    if b_data is not None and kind == "Subtract":
+        return ops.add(a, ops.constant(-b_data))
+    if b_data is not None:
+        return ops.multiply(a, ops.constant((1 / b_data).astype(np.float32)))
+    if factor is not None and kind == "Subtract":
+        return ops.add(a, ops.multiply(factor[0], ops.constant(-factor[1])))
+    if minus_one is None:
+        return None
+    if kind == "Subtract":
+        return ops.add(a, ops.multiply(b, ops.constant(minus_one)))
+    return ops.multiply(a, ops.power(b, ops.constant(minus_one)))
+
+
+def unfuse_elementwise(model: Any) -> None:
+    """Rewrite f32 ``a - b`` as ``a + b * (-1)`` and ``a / b`` as ``a * b ** (-1)`` in place,
+    the forms the CPU plugin lowers them to itself, so that it finds nothing to rewrite.
+
+    ``b * (-1)`` joins a constant factor of ``b`` (``x * (-c)``, where the plugin would merge
+    the two products into a new node) or negates a constant ``b``; a division by a constant
+    becomes a product with its reciprocal. The other -1s are given ``b``'s shape, since with a
+    one-element constant the plugin replaces the node by its scalar power node (new, unmarked,
+    writing bf16). A ``b`` whose shape after the batch axis is not static, or has one element,
+    keeps its subtraction or division (in the tested flows: the log-det's per-sample sums, whose
+    rewritten nodes the plugin fuses into the marked sum before them, which keeps them f32)."""
+    ops = _ops()
+    for node in model.get_ordered_ops():
+        kind = node.get_type_name()
+        f32 = node.get_output_element_type(0).get_type_name() == "f32"
+        if kind in ("Subtract", "Divide") and f32:
+            new = _lowered(ops, kind, *node.input_values())
+            if new is not None:
+                _replace(node, new)
