@@ -207,15 +207,16 @@ def test_without_the_precise_marks_a_bf16_cpu_runs_in_bf16(exported) -> None:
 
 def _affine_model(w: np.ndarray, s: np.ndarray, b: np.ndarray, c: np.ndarray,
                   transpose_b: bool) -> Any:
-    """``y = ((x @ W(^T)) * s + b - u * c) / exp(u)`` as an OpenVINO model, the operations an
-    ONNX ``AllInOneBlock`` inverse arrives with, then ``concat([y, x]) @ I`` (``y`` again, as
-    the next layer would read it: a result itself would be left in f32 by the plugin)."""
+    """``y = ((x @ W(^T)) * s + b - u * c - u @ W) / exp(u)`` as an OpenVINO model, the
+    operations the inverses of ONNX coupling blocks arrive with, then ``concat([y, x]) @ I``
+    (``y`` again, read as a next layer would: the plugin leaves a model output in f32)."""
     from openvino import opset13 as ops
 
     x = ops.parameter([-1, 8], np.float32, name="x")
     u = ops.parameter([-1, 8], np.float32, name="u")
     h = ops.multiply(ops.matmul(x, ops.constant(w), False, transpose_b), ops.constant(s))
     h = ops.subtract(ops.add(h, ops.constant(b)), ops.multiply(u, ops.constant(c)))
+    h = ops.subtract(h, ops.matmul(u, ops.constant(w), False, False))
     y = ops.concat([ops.divide(h, ops.exp(u)), x], -1)
     y = ops.matmul(y, ops.constant(np.eye(16, 8, dtype=np.float32)), False, False)
     y.output(0).get_tensor().set_names({"y"})
@@ -235,7 +236,8 @@ def test_plugin_rewrites_done_ahead_keep_the_layer_f32(tmp_path: Path, monkeypat
     save_f32(model, tmp_path / "done.xml")
     compiled = core.compile_model(tmp_path / "done.xml", "CPU")
     assert _low_precision_nodes(compiled) == []
-    expected = ((x.astype(np.float64) @ (w.T if transpose_b else w)) * s + b - u * c) / np.exp(u)
+    x64, u64 = x.astype(np.float64), u.astype(np.float64)
+    expected = ((x64 @ (w.T if transpose_b else w)) * s + b - u64 * c - u64 @ w) / np.exp(u64)
     got = compiled({"x": x, "u": u})[compiled.output("y")]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     if not BF16_CPU:
