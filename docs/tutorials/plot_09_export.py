@@ -146,10 +146,5 @@ print(
 # ``direction="inverse"`` exports the sampler the same way. Conditions, several inputs and
 # outputs (a ``GraphINN``), and image flows of any size the network accepts export alike; a
 # block that cannot be exported fails with a ``RuntimeError`` that names it.
-#
-# One gap remains with OpenVINO 2026.4: the inverse direction of an ``AllInOneBlock`` with
-# ``nn.Linear`` subnets still runs a few nodes in bfloat16 on CPUs with bfloat16 units.
-# Compile that IR with
-# ``core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})``.
 
 folder.cleanup()

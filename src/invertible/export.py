@@ -44,7 +44,7 @@ Trace with a batch of at least 2: ``torch.export`` specialises axes of size 1. N
 
 :func:`to_openvino` writes the same graph as an OpenVINO IR (``.xml`` + ``.bin``) that OpenVINO's
 CPU runtime runs in float32 with its default settings (it would run in bf16 on CPUs with bf16
-units otherwise; one known gap is listed there); it needs the ``openvino`` extra as well.
+units otherwise); it needs the ``openvino`` extra as well.
 """
 
 from __future__ import annotations
@@ -491,10 +491,10 @@ def to_openvino(
     bf16 on CPUs with bf16 units (about 1e-3 error in ``z`` and more in the log-det of a
     FastFlow-style flow) and the IR cannot carry an ``INFERENCE_PRECISION_HINT`` the plugins
     read, so every node of the IR is marked precise, which keeps it out of the lowering to
-    bf16/f16, and ``nn.Linear`` biases are folded into their products (the plugin's bias
-    fusion would drop the mark). Known gap (OpenVINO 2026.4): the inverse direction of an
-    ``AllInOneBlock`` with a dense subnet still runs a few nodes in bf16; compile that one with
-    ``{"INFERENCE_PRECISION_HINT": "f32"}`` (details in ``invertible._openvino``). Then::
+    bf16/f16, and the graph is written in the forms the plugin would rewrite it into (constant
+    scales and biases folded into ``nn.Linear`` weights, subtractions and divisions lowered),
+    since the new nodes of its rewrites would lose the mark (details in
+    ``invertible._openvino``). Then::
 
         import openvino
         compiled = openvino.Core().compile_model("flow.xml", "CPU")  # runs in f32
