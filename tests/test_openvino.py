@@ -247,7 +247,7 @@ def test_plugin_rewrites_done_ahead_keep_the_layer_f32(tmp_path: Path, monkeypat
         node.get_rt_info()[PRECISE] = ""
     ov.save_model(marked_only, tmp_path / "marked.xml", compress_to_fp16=False)
     assert _low_precision_nodes(core.compile_model(tmp_path / "marked.xml", "CPU"))
-    for rewrite in ("fold_linear_constants", "unfuse_elementwise"):
+    for rewrite in ("fold_linear_constants", "unfuse_elementwise", "widen_scalars"):
         with monkeypatch.context() as patch:
             patch.setattr(ov_export, rewrite, lambda model: None)
             save_f32(_affine_model(w, s, b, c, transpose_b), tmp_path / f"{rewrite}.xml")

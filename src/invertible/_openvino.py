@@ -46,7 +46,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["PRECISE", "fold_linear_constants", "ir_from_onnx", "save_f32", "unfuse_elementwise"]
+__all__ = ["PRECISE", "fold_linear_constants", "ir_from_onnx", "save_f32", "unfuse_elementwise",
+           "widen_scalars"]
 
 #: The rt_info key that keeps a node out of the plugins' lowering to f16/bf16.
 PRECISE = "precise_0"
@@ -76,6 +77,7 @@ def save_f32(model: Any, xml_path: Path) -> None:
     import openvino
 
     unfuse_elementwise(model)
+    widen_scalars(model)
     fold_linear_constants(model)
     for node in model.get_ops():
         node.get_rt_info()[PRECISE] = ""
@@ -146,17 +148,6 @@ def fold_linear_constants(model: Any) -> None:
         _replace(node, ops.matmul(x, ops.constant(weights), False, transpose_b))
 
 
-def _minus_one(value: Any) -> Optional[np.ndarray]:
-    """-1 in the static shape of ``value`` after its batch axis (batch axis 1), if that has
-    more than one element: an exponent or factor the plugin cannot turn into its scalar
-    power node."""
-    shape = value.get_partial_shape()
-    if not shape.rank.is_static or not all(dim.is_static for dim in list(shape)[1:]):
-        return None
-    dims = [1] + [dim.get_length() for dim in list(shape)[1:]]
-    return np.full(dims, -1.0, np.float32) if np.prod(dims) > 1 else None
-
-
 def _constant_factor(value: Any) -> Optional[tuple]:
     """``(x, c)`` if ``value`` is ``x * c`` with ``c`` constant and used only once."""
     node = value.get_node()
@@ -168,19 +159,17 @@ def _constant_factor(value: Any) -> Optional[tuple]:
 
 def _lowered(ops: Any, kind: str, a: Any, b: Any) -> Any:
     """``a + b * (-1)`` for ``kind`` "Subtract", ``a * b ** (-1)`` for "Divide", in the
-    forms :func:`unfuse_elementwise` describes; ``None`` to keep the node."""
-    b_data, factor, minus_one = _constant(b), _constant_factor(b), _minus_one(b)
+    forms :func:`unfuse_elementwise` describes."""
+    b_data, factor, minus_one = _constant(b), _constant_factor(b), ops.constant(np.float32(-1))
     if b_data is not None and kind == "Subtract":
         return ops.add(a, ops.constant(-b_data))
     if b_data is not None:
         return ops.multiply(a, ops.constant((1 / b_data).astype(np.float32)))
     if factor is not None and kind == "Subtract":
         return ops.add(a, ops.multiply(factor[0], ops.constant(-factor[1])))
-    if minus_one is None:
-        return None
     if kind == "Subtract":
-        return ops.add(a, ops.multiply(b, ops.constant(minus_one)))
-    return ops.multiply(a, ops.power(b, ops.constant(minus_one)))
+        return ops.add(a, ops.multiply(b, minus_one))
+    return ops.multiply(a, ops.power(b, minus_one))
 
 
 def unfuse_elementwise(model: Any) -> None:
@@ -190,16 +179,35 @@ def unfuse_elementwise(model: Any) -> None:
     ``b * (-1)`` joins a constant factor of ``b`` (``x * (-c)``, where the plugin would merge
     the two products into a new node) or negates a constant ``b`` (a product by constant
     weights takes the -1 into them in :func:`fold_linear_constants`); a division by a constant
-    becomes a product with its reciprocal. The other -1s are given ``b``'s shape, since with a
-    one-element constant the plugin replaces the node by its scalar power node (new, unmarked,
-    writing bf16). A ``b`` whose shape after the batch axis is not static, or has one element,
-    keeps its subtraction or division (in the tested flows: the log-det's per-sample sums, whose
-    rewritten nodes the plugin fuses into the marked sum before them, which keeps them f32)."""
+    becomes a product with its reciprocal."""
     ops = _ops()
     for node in model.get_ordered_ops():
         kind = node.get_type_name()
         f32 = node.get_output_element_type(0).get_type_name() == "f32"
         if kind in ("Subtract", "Divide") and f32:
-            new = _lowered(ops, kind, *node.input_values())
-            if new is not None:
-                _replace(node, new)
+            _replace(node, _lowered(ops, kind, *node.input_values()))
+
+
+def widen_scalars(model: Any) -> None:
+    """Give each one-element constant operand of an f32 ``Multiply``, ``Add`` or ``Power``
+    the other operand's channel extent (shape ``(1, C, 1, ...)``, same values), in place.
+
+    With one element the CPU plugin replaces the node by its scalar power node (``x ** p * a
+    + b``), a new node without the mark that writes bf16 (the -1 powers and factors that
+    :func:`unfuse_elementwise` writes; a clamp's scale with OpenVINO 2024.2). Operands without
+    a static channel extent above 1 (the log-det's per-sample sums) keep theirs: the plugin
+    fuses those nodes into the marked node before them, which keeps them f32."""
+    ops = _ops()
+    for node in model.get_ordered_ops():
+        f32 = node.get_output_element_type(0).get_type_name() == "f32"
+        if node.get_type_name() not in ("Multiply", "Add", "Power") or not f32:
+            continue
+        for port, other in ((0, 1), (1, 0)):
+            data, shape = _constant(node.input_value(port)), node.get_input_partial_shape(other)
+            rank = shape.rank.get_length() if shape.rank.is_static else 0
+            if (data is None or data.size != 1 or rank < max(2, data.ndim)
+                    or not shape[1].is_static or shape[1].get_length() < 2):
+                continue
+            dims = [1, shape[1].get_length()] + [1] * (rank - 2)
+            widened = np.full(dims, data.item(), data.dtype)
+            node.input(port).replace_source_output(ops.constant(widened).output(0))
