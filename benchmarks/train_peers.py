@@ -87,7 +87,6 @@ PEERS = LIBS[1:]
 FAMILIES = ("realnvp", "nsf", "maf", "glow")
 ALPHA = 0.05  # the logit map's margin on digits
 LEVELS = 17  # grey levels of the digits
-BOUND = 3.0  # spline domain half width where the library lets us choose it
 IMAGE = (1, 8, 8)
 #: Peers' warnings that say nothing about this run (nflows' spline initialisation, normflows'
 #: use of the deprecated ``torch.lu``).
@@ -108,6 +107,7 @@ class Settings:
     transforms: int = 4
     hidden: Tuple[int, ...] = (64, 64)
     bins: int = 8
+    bound: float = 3.0  # the splines' half width, where the library lets us choose it
     glow_steps: int = 4
     glow_hidden: int = 64
     moons: int = 5000
@@ -216,7 +216,7 @@ def build_invertible(family: str, d: int, s: Settings) -> Model:
         dist = flows.Glow(IMAGE, levels=2, steps=s.glow_steps, hidden_channels=s.glow_hidden,
                           seed=s.seed)
         return Model(dist, dist.log_prob, image=True)
-    options: Dict[str, Any] = {"bins": s.bins, "bound": BOUND} if family == "nsf" else {}
+    options: Dict[str, Any] = {"bins": s.bins, "bound": s.bound} if family == "nsf" else {}
     preset = {"realnvp": flows.RealNVP, "nsf": flows.NSF, "maf": flows.MAF}[family]
     dist = preset(d, transforms=s.transforms, hidden_features=s.hidden, seed=s.seed, **options)
     return Model(dist, dist.log_prob)
@@ -269,7 +269,7 @@ def build_nflows(family: str, d: int, s: Settings) -> Model:
                 layers.append(T.AffineCouplingTransform(mask, net))
             else:
                 layers.append(T.PiecewiseRationalQuadraticCouplingTransform(
-                    mask, net, num_bins=s.bins, tails="linear", tail_bound=BOUND))
+                    mask, net, num_bins=s.bins, tails="linear", tail_bound=s.bound))
     flow = Flow(T.CompositeTransform(layers), StandardNormal([d]))
     return Model(flow, flow.log_prob)
 
@@ -297,7 +297,7 @@ def build_normflows(family: str, d: int, s: Settings) -> Model:
                 split_mode=mode) for mode in ("channel", "channel_inv")]
         else:
             data_to_latent += [nf.flows.CoupledRationalQuadraticSpline(
-                d, 1, s.hidden[0], num_bins=s.bins, tail_bound=BOUND, reverse_mask=rev)
+                d, 1, s.hidden[0], num_bins=s.bins, tail_bound=s.bound, reverse_mask=rev)
                 for rev in (False, True)]
     # normflows runs its list from latent to data, so the data side comes last
     flow = nf.NormalizingFlow(nf.distributions.DiagGaussian(d, trainable=False),
@@ -478,6 +478,7 @@ def parse_args(argv: Sequence[str]) -> Tuple[Settings, argparse.Namespace]:
                  "moons", "digits"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--bound", type=float)
     p.add_argument("--clock", choices=("cpu", "wall"))
     args = p.parse_args(list(argv))
     values: Dict[str, Any] = dict(QUICK) if args.quick else {}
@@ -486,7 +487,7 @@ def parse_args(argv: Sequence[str]) -> Tuple[Settings, argparse.Namespace]:
             parts = getattr(args, key).split(",")
             values[key] = tuple(int(v) for v in parts) if key == "hidden" else tuple(parts)
     for key in ("epochs", "batch", "seed", "transforms", "bins", "glow_steps", "glow_hidden",
-                "moons", "digits", "lr", "clock"):
+                "moons", "digits", "lr", "bound", "clock"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     return Settings(**values), args
@@ -535,13 +536,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{load_start} -> {os.getloadavg()}, "
           + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(table(records))
+    print(f"{time.perf_counter() - started:.0f} s wall, {time.process_time():.0f} s CPU")
     for lib, why in skipped.items():
         print(f"{lib}: {why}")
     if args.out:
         payload = {"suite": "invertible-train-peers", "settings": asdict(s),
                    "versions": versions, "skipped": skipped, "torch": torch.__version__,
                    "load_average": [load_start, os.getloadavg()],
-                   "seconds": time.perf_counter() - started, "records": records}
+                   "seconds": time.perf_counter() - started,
+                   "cpu_seconds": time.process_time(), "records": records}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")
         print(f"JSON written to {args.out}")
