@@ -210,8 +210,7 @@ def _affine_model(w: np.ndarray, s: np.ndarray, b: np.ndarray, c: np.ndarray,
     """``y = ((x @ W(^T)) * s + b - u * c - u @ W) / exp(u)`` as an OpenVINO model, the
     operations the inverses of ONNX coupling blocks arrive with, then ``concat([y, x]) @ I``
     (``y`` again, read as a next layer would: the plugin leaves a model output in f32)."""
-    from openvino import opset13 as ops
-
+    ops = ov_export._ops()
     x = ops.parameter([-1, 8], np.float32, name="x")
     u = ops.parameter([-1, 8], np.float32, name="u")
     h = ops.multiply(ops.matmul(x, ops.constant(w), False, transpose_b), ops.constant(s))
