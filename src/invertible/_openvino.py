@@ -20,23 +20,27 @@ set from Python still runs in bf16), so compile the saved ``.xml``.
 The mark is not carried over to the new nodes the plugin's own rewrites make, and those run in
 bf16 (or write bf16 into the next node). The IR is therefore written in the forms the plugin
 would rewrite it into, so that it finds nothing to rewrite and every node keeps its mark:
-:func:`fold_linear_constants` folds a constant scale and bias that follow a product by constant
-weights (every ``nn.Linear``; an ``AllInOneBlock``'s soft permutation with its global affine)
-into one product, which the plugin would otherwise fuse into a new node; and
 :func:`unfuse_elementwise` writes subtractions as additions of a negation and divisions as
-products with a reciprocal, as the plugin lowers them.
+products with a reciprocal, as the plugin lowers them; :func:`widen_scalars` gives one-element
+constants of products, sums and powers a channel axis, so that the plugin does not replace
+those nodes by its scalar power node; :func:`fold_linear_constants` folds a constant scale and
+bias that follow a product by constant weights (every ``nn.Linear``; an ``AllInOneBlock``'s
+soft permutation with its global affine) into the weights, which the plugin would otherwise
+fuse into a new node.
 
 Measured on a CPU with AMX (FastFlow-style flow, 8 blocks on 64x16x16): the default compile of
 an unmarked IR errs by ~3e-3 in ``z`` and ~0.3 in the log-det; the marked IR by ~2e-6 and
 ~1e-4, the same as compiling with ``INFERENCE_PRECISION_HINT="f32"``. The inverse of a
 CFlow-style flow (dense subnets, conditions, soft permutation, global affine) erred by 1e-2 in
-``x`` with the marks alone and by 5e-7 with the rewrites done ahead (OpenVINO 2026.4). Also
-checked that way, both directions all-f32 within 2e-5: GLOW, RealNVP, NICE, GIN, one-sided
+``x`` with the marks alone and by 5e-7 with the rewrites done ahead; with OpenVINO 2024.2 its
+forward direction needs :func:`widen_scalars` as well (its clamp's scale). FastFlow-, CFlow-
+and U-Flow-style flows run all-f32 in both directions with OpenVINO 2024.2 and 2026.4. Also
+checked with 2026.4, both directions all-f32 within 2e-5: GLOW, RealNVP, NICE, GIN, one-sided
 affine and AllInOne couplings (dense and conv subnets), ActNorm, fixed and learned 1x1
 convolutions, Haar downsampling, Householder and orthogonal transforms, rational-quadratic
 splines, InvAuto layers. Other operations that a plugin rewrite turns into new nodes still run
 in bf16: the inverse of ``AutoregressiveAffine`` writes its all-zero start in bf16 (exact, as
-zero is, so the outputs stay f32-exact).
+zero is, so its outputs stay f32-exact).
 """
 
 from __future__ import annotations
