@@ -9,10 +9,11 @@ bf16 unless the IR keeps its nodes in f32: outputs and log-dets must agree to 1e
 of the compiled graph may run in bf16 or f16.
 
 What keeps the IR in f32 is each shown to matter: the "precise" marks, and doing ahead the
-CPU plugin's rewrites that would replace marked nodes by new, unmarked ones (constant scales and
-biases folded into ``nn.Linear`` products, subtractions and divisions in the forms the plugin
-lowers them to); without any one of them a bf16 CPU runs nodes in bf16. Every IR is also checked
-compiled with an explicit f32 hint.
+CPU plugin's rewrites that would replace marked nodes by new, unmarked ones (subtractions and
+divisions in the forms the plugin lowers them to, one-element constants widened to the channel
+axis, constant scales and biases folded into ``nn.Linear`` weights); without any one of them a
+bf16 CPU runs nodes in bf16. Every IR is also checked compiled with an explicit f32 hint. The
+file passes with OpenVINO 2024.2 and 2026.4.
 """
 
 from __future__ import annotations
@@ -225,7 +226,8 @@ def _affine_model(w: np.ndarray, s: np.ndarray, b: np.ndarray, c: np.ndarray,
 @pytest.mark.parametrize("transpose_b", [True, False])
 def test_plugin_rewrites_done_ahead_keep_the_layer_f32(tmp_path: Path, monkeypatch, transpose_b):
     """:func:`save_f32`'s IR gives the same values and runs in f32; with the marks alone, or
-    without either rewrite, the CPU plugin makes new, unmarked nodes that run in bf16 here."""
+    without any one of the rewrites, the CPU plugin makes new, unmarked nodes that run in bf16
+    here."""
     gen = np.random.default_rng(0)
     w = gen.standard_normal((8, 8)).astype(np.float32)
     s, b, c = gen.standard_normal((3, 1, 8)).astype(np.float32)

@@ -32,8 +32,8 @@ Measured on a CPU with AMX (FastFlow-style flow, 8 blocks on 64x16x16): the defa
 an unmarked IR errs by ~3e-3 in ``z`` and ~0.3 in the log-det; the marked IR by ~2e-6 and
 ~1e-4, the same as compiling with ``INFERENCE_PRECISION_HINT="f32"``. The inverse of a
 CFlow-style flow (dense subnets, conditions, soft permutation, global affine) erred by 1e-2 in
-``x`` with the marks alone and by 5e-7 with the rewrites done ahead; with OpenVINO 2024.2 its
-forward direction needs :func:`widen_scalars` as well (its clamp's scale). FastFlow-, CFlow-
+``x`` with the marks alone and by 5e-7 with the rewrites done ahead; with OpenVINO 2024.2 both
+its directions need :func:`widen_scalars` too (for one-element factors). FastFlow-, CFlow-
 and U-Flow-style flows run all-f32 in both directions with OpenVINO 2024.2 and 2026.4. Also
 checked with 2026.4, both directions all-f32 within 2e-5: GLOW, RealNVP, NICE, GIN, one-sided
 affine and AllInOne couplings (dense and conv subnets), ActNorm, fixed and learned 1x1
