@@ -83,7 +83,6 @@ __all__ = ["BUILDERS", "Dataset", "Settings", "main", "make_digits", "make_moons
 
 HERE = Path(__file__).resolve().parent
 LIBS = ("invertible", "zuko", "nflows", "normflows")
-PEERS = LIBS[1:]
 FAMILIES = ("realnvp", "nsf", "maf", "glow")
 ALPHA = 0.05  # the logit map's margin on digits
 LEVELS = 17  # grey levels of the digits
@@ -124,10 +123,10 @@ class Dataset:
     val: Tensor
     test: Tensor
     dequantise: bool  # digits: grey levels, to be noised and logit-mapped
-    per_dim: int = field(init=False)
+    dims: int = field(init=False)  # scalars per sample
 
     def __post_init__(self) -> None:
-        self.per_dim = self.train[0].numel()
+        self.dims = self.train[0].numel()
 
     def inputs(self, values: Tensor, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
         """Model inputs ``x`` and, per row, the log-det of the map from reported data to ``x``."""
@@ -421,7 +420,7 @@ def evaluate(data: Dataset, runs: List[Run], s: Settings) -> List[Dict[str, Any]
         test = nll(run.model, x_test, ld_test) if run.best_state is not None else math.nan
         records.append({
             "dataset": data.name, "family": run.family, "lib": run.lib, "test_nll": test,
-            "test_nll_per_dim": test / data.per_dim, "best_epoch": run.best_epoch,
+            "test_nll_per_dim": test / data.dims, "best_epoch": run.best_epoch,
             "epoch_s_median": statistics.median(run.epoch_s) if run.epoch_s else math.nan,
             "epoch_s": run.epoch_s, "val_nll": run.val_nll, "diverged_at": run.diverged_at,
             "parameters": sum(p.numel() for p in run.model.module.parameters()
@@ -526,7 +525,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for lib in libs:
                 if supported(lib, family, data):
                     torch.manual_seed(s.seed)
-                    model = BUILDERS[lib](family, data.per_dim, s)
+                    model = BUILDERS[lib](family, data.dims, s)
                     opt = torch.optim.Adam(model.module.parameters(), lr=s.lr)
                     runs.append(Run(lib, family, model, opt))
         train(data, runs, s)
