@@ -35,6 +35,7 @@ from invertible.framework import GraphINN, InputNode, Node, OutputNode, Sequence
 from invertible.modules import AllInOneBlock, Concat, IRevNetUpsampling, Split
 from invertible.utils import output_dims_compatible
 from subnets import conv_subnet, dense_subnet
+from test_export import fastflow_style  # the same FastFlow-style flow as the ONNX tests
 
 ov = pytest.importorskip("openvino")
 pytest.importorskip("onnx")
@@ -47,14 +48,6 @@ BATCHES = (1, 5)
 LOW_PRECISIONS = {"bf16", "f16"}
 MARK_KEYS = (PRECISE, "DisablePrecisionConversion_0")  # as set; as OpenVINO 2026 reads it back
 ENCODING = 8  # size of CFlow's positional encoding, the condition
-
-
-def fastflow_style() -> SequenceINN:
-    """FastFlow's per-scale flow: AllInOneBlocks with 3x3 conv subnets on a (C, H, W) map."""
-    inn = SequenceINN(4, 8, 8)
-    for _ in range(3):
-        inn.append(AllInOneBlock, subnet_constructor=conv_subnet, affine_clamping=2.0)
-    return inn
 
 
 def cflow_style() -> SequenceINN:
