@@ -38,9 +38,11 @@ and U-Flow-style flows run all-f32 in both directions with OpenVINO 2024.2 and 2
 checked with 2026.4, both directions all-f32 within 2e-5: GLOW, RealNVP, NICE, GIN, one-sided
 affine and AllInOne couplings (dense and conv subnets), ActNorm, fixed and learned 1x1
 convolutions, Haar downsampling, Householder and orthogonal transforms, rational-quadratic
-splines, InvAuto layers. Other operations that a plugin rewrite turns into new nodes still run
-in bf16: the inverse of ``AutoregressiveAffine`` writes its all-zero start in bf16 (exact, as
-zero is, so its outputs stay f32-exact).
+splines, InvAuto layers; and, with :func:`reshape_squeezes`, the autoregressive blocks
+(``AutoregressiveAffine`` both ways, ``AutoregressiveRQSpline``, whose inverse erred by 1e-2
+without it) and the Glow preset. One node a plugin rewrite makes still writes bf16: the
+all-zero start of the autoregressive blocks' D-step passes, which is exact (zero is), so their
+outputs stay f32-exact.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["PRECISE", "fold_linear_constants", "ir_from_onnx", "save_f32", "unfuse_elementwise",
-           "widen_scalars"]
+__all__ = ["PRECISE", "fold_linear_constants", "ir_from_onnx", "reshape_squeezes", "save_f32",
+           "unfuse_elementwise", "widen_scalars"]
 
 #: The rt_info key that keeps a node out of the plugins' lowering to f16/bf16.
 PRECISE = "precise_0"
@@ -81,6 +83,7 @@ def save_f32(model: Any, xml_path: Path) -> None:
     import openvino
 
     unfuse_elementwise(model)
+    reshape_squeezes(model)
     widen_scalars(model)
     fold_linear_constants(model)
     for node in model.get_ops():
@@ -215,3 +218,21 @@ def widen_scalars(model: Any) -> None:
             dims = [1, shape[1].get_length()] + [1] * (rank - 2)
             widened = np.full(dims, data.item(), data.dtype)
             node.input(port).replace_source_output(ops.constant(widened).output(0))
+
+
+def reshape_squeezes(model: Any) -> None:
+    """Rewrite every ``Squeeze`` and ``Unsqueeze`` of ``model`` as the ``Reshape`` the CPU
+    plugin turns them into, in place: the target shape is the output's, with ``-1`` for its
+    one dynamic extent (the batch; nodes with more are left alone).
+
+    The plugin's own ``Reshape`` is a new node without the mark and writes bf16 (the
+    searchsorted and gathers of a spline's inverse squeeze and unsqueeze dozens of times)."""
+    ops = _ops()
+    for node in model.get_ordered_ops():
+        shape = node.get_output_partial_shape(0)
+        if node.get_type_name() not in ("Squeeze", "Unsqueeze") or not shape.rank.is_static:
+            continue
+        dims = [d.get_length() if d.is_static else -1 for d in shape]
+        if dims.count(-1) <= 1:
+            target = ops.constant(np.array(dims, dtype=np.int64))
+            _replace(node, ops.reshape(node.input_value(0), target, False))
