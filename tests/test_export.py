@@ -6,6 +6,7 @@ batch axis is shown to be dynamic. float32 throughout; outputs and log-dets must
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -195,6 +196,15 @@ def test_documented_plain_torch_onnx_export_path(tmp_path: Path) -> None:
         x_ref, log_det_ref = inn(z, c=[c0], rev=True)
     np.testing.assert_allclose(x, x_ref.numpy(), atol=ATOL)
     np.testing.assert_allclose(log_det, log_det_ref.numpy(), atol=ATOL)
+
+
+def test_export_logs_nothing_at_info(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The exporter's per-pass INFO logging (torch.onnx, onnxscript) stays quiet unless verbose,
+    also in a program that logs at INFO; the loggers' levels are restored afterwards."""
+    with caplog.at_level(logging.INFO):
+        to_onnx(fastflow_style(), tmp_path / "quiet.onnx")
+    assert [r.name for r in caplog.records if r.name.startswith(("torch", "onnx"))] == []
+    assert logging.getLogger("onnxscript").level == logging.NOTSET
 
 
 def test_iresnet_exports_with_jac_false(tmp_path: Path) -> None:

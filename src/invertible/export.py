@@ -328,18 +328,22 @@ _EXPORTER_NOISE = (
 
 @contextlib.contextmanager
 def _quiet_exporter(verbose: bool) -> Iterator[None]:
-    """Silence torch.onnx's progress logging and its warnings about itself unless verbose."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
+    """Silence the exporter's progress logging (torch.onnx and the onnxscript optimiser it
+    runs, which log each pass at INFO: a program that logs at INFO would print hundreds of
+    lines per export) and its warnings about itself unless verbose."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
     with warnings.catch_warnings():
         if not verbose:
-            logger.setLevel(logging.ERROR)
+            for logger in loggers:
+                logger.setLevel(logging.ERROR)
             for message in _EXPORTER_NOISE:
                 warnings.filterwarnings("ignore", message=message)
         try:
             yield
         finally:
-            logger.setLevel(level)
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 def _exported_program(
