@@ -102,7 +102,9 @@ class AllInOneBlock(CouplingBlock):
     *PyPI FrEIA 0.2* (and anomalib's copy) clamped as ``κ tanh(a)``, without ``/κ``; HEAD, and
     this class by default, use ``κ tanh(a/κ)``. Old checkpoints, including their one-hot float
     ``w_perm``/``w_perm_inv`` (converted to index form on load), load either way; build the
-    block with ``legacy_clamp=True`` to reproduce their outputs exactly.
+    block with ``legacy_clamp=True`` to reproduce their outputs exactly, or load a whole
+    network's 0.2 checkpoint with :func:`invertible.compat.load_freia_02_checkpoint`, which
+    sets it on every block.
 
     Args:
         dims_in: one input shape ``(C, *S)``; hard permutations allow any rank, soft and
