@@ -33,6 +33,7 @@ D64 = torch.float64
 VARIANTS = [
     pytest.param({}, id="maf"),
     pytest.param({"order": "random", "seed": 3}, id="maf-random"),
+    pytest.param({"order": "reversed"}, id="maf-reversed"),
     pytest.param({"inverse_autoregressive": True, "order": "random", "seed": 4}, id="iaf-random"),
     pytest.param({"dims_c": [(2,)], "order": "random", "seed": 5}, id="maf-cond"),
     pytest.param({"dims_c": [(2,)], "inverse_autoregressive": True}, id="iaf-cond"),
@@ -112,6 +113,8 @@ def test_seeded_random_order_is_deterministic_and_leaves_the_global_rng_alone() 
     assert not torch.equal(a.made.order, other.made.order)
     sequential = AutoregressiveAffine([(8,)], seed=3)
     assert torch.equal(sequential.made.order, torch.arange(8))
+    backwards = AutoregressiveAffine([(8,)], order="reversed", seed=3)
+    assert torch.equal(backwards.made.order, torch.arange(8).flip(0))
     torch.manual_seed(0)  # seed=None: torch's global generator, reproducible under manual_seed
     first = AutoregressiveAffine([(8,)], order="random")
     torch.manual_seed(0)
@@ -213,7 +216,7 @@ def test_errors_name_the_block() -> None:
     with pytest.raises(ValueError, match="AutoregressiveAffine: condition 0 must be a vector"):
         AutoregressiveAffine([(4,)], [(2, 3)])
     with pytest.raises(ValueError, match="AutoregressiveAffine: order must be one of"):
-        AutoregressiveAffine([(4,)], order="reversed")
+        AutoregressiveAffine([(4,)], order="backwards")
     with pytest.raises(ValueError, match="AutoregressiveAffine"):
         AutoregressiveAffine([(4,)])([torch.zeros(2, 5)])
     with pytest.raises(ValueError, match=r"AutoregressiveRQSpline works on vectors \(d,\) only"):

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Dict
 
-import torch
-
 from .. import modules as Fm
 from ..distributions import FlowDistribution
 from ..framework import SequenceINN
@@ -25,10 +23,11 @@ def MAF(  # noqa: N802 - named after the architecture
     The network is ``transforms`` ``AutoregressiveAffine`` blocks: each maps
     :math:`z_i = (x_i - \mu_i) e^{-\alpha_i}` with :math:`(\mu_i, \alpha_i)` from a MADE
     (masked MLP with ``hidden_features``) of the features before ``i`` in its order (and the
-    condition). With ``orders="reversed"`` every block uses the index order and a fixed
-    reversal of the features (``FixedLinearTransform`` with the anti-diagonal matrix, log-det
-    0) sits between each two, so consecutive blocks see the features in opposite orders; with
-    ``"random"`` each block draws its own order (seed ``seed + k``) and nothing sits between.
+    condition). With ``orders="reversed"`` the blocks alternate between the index order and
+    its reverse, so consecutive blocks see the features in opposite orders (the same density
+    as index-order blocks with a fixed reversal of the features between each two, without the
+    reversal's product per block); with ``"random"`` each block draws its own order (seed
+    ``seed + k``).
     The MADEs start at zero (the identity flow). The density takes one pass per block;
     sampling ``D`` passes per block. With ``context > 0`` each MADE also sees the
     ``(context,)`` condition. The base is :math:`\mathcal N(0, I)`. Building is deterministic in
@@ -58,13 +57,10 @@ def MAF(  # noqa: N802 - named after the architecture
     if orders not in ORDERS:
         raise ValueError(f"MAF: orders must be one of {ORDERS}, got {orders!r}.")
     cond: Dict[str, Any] = {"cond": 0, "cond_shape": (context,)} if context else {}
-    order = "sequential" if orders == "reversed" else "random"
-    reversal = torch.eye(features).flip(0)
     with seeded(seed):
         inn = SequenceINN(features)
         for k in range(transforms):
-            if k and orders == "reversed":
-                inn.append(Fm.FixedLinearTransform, M=reversal)
+            order = ("sequential", "reversed")[k % 2] if orders == "reversed" else "random"
             inn.append(Fm.AutoregressiveAffine, hidden_features=hidden, order=order,
                        seed=seed + k, **cond)
     return FlowDistribution(inn)

@@ -20,18 +20,21 @@ from .splines.rational_quadratic import constrain_deltas
 
 __all__ = ["MADE", "AutoregressiveAffine", "AutoregressiveRQSpline", "autoregressive_order"]
 
-ORDERS = ("sequential", "random")
+ORDERS = ("sequential", "reversed", "random")
 
 
 def autoregressive_order(features: int, order: str, generator: Optional[torch.Generator] = None,
                          block: str = "MADE") -> Tensor:
-    """The features in the order they are generated: ``arange`` or a random permutation.
+    """The features in the order they are generated: ``arange``, ``arange`` reversed, or a
+    random permutation.
 
     Raises:
-        ValueError: ``order`` is neither ``"sequential"`` nor ``"random"``.
+        ValueError: ``order`` is not ``"sequential"``, ``"reversed"`` or ``"random"``.
     """
     if order == "sequential":
         return torch.arange(features)
+    if order == "reversed":
+        return torch.arange(features).flip(0)
     if order == "random":
         return torch.randperm(features, generator=generator)
     raise ValueError(f"{block}: order must be one of {ORDERS}, got {order!r}.")
@@ -99,9 +102,10 @@ class MADE(nn.Module):
     def forward(self, x: Tensor, c: Optional[Tensor] = None) -> Tensor:
         """``(B, D P)`` outputs of ``x`` ``(B, D)`` and the joined conditions ``c`` ``(B, k)``."""
         h = x if c is None else torch.cat([x, c], 1)
-        for layer in self.layers[:-1]:
+        *hidden, last = self.layers  # a slice of a ModuleList builds a new ModuleList per call
+        for layer in hidden:
             h = torch.relu(layer(h))
-        return self.layers[-1](h)
+        return last(h)
 
 
 class _MaskedLinear(nn.Module):
@@ -148,8 +152,8 @@ class _Autoregressive(InvertibleModule):
         dims_in: one vector input ``[(D,)]``.
         dims_c: vector conditions ``[(k,), ...]``; they enter the MADE unmasked.
         hidden_features: widths of the MADE's hidden layers.
-        order: ``"sequential"`` (features in index order) or ``"random"`` (a random
-            permutation); buffer ``made.order``.
+        order: ``"sequential"`` (features in index order), ``"reversed"`` (the last feature
+            first) or ``"random"`` (a random permutation); buffer ``made.order``.
         seed: draws the random order and the initial weights from a local generator with this
             seed (torch's global generator is untouched); ``None`` uses the global generator.
         inverse_autoregressive: the IAF orientation (one-pass sampling).
