@@ -456,6 +456,27 @@ def table(records: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def summary(runs: Sequence[List[Dict[str, Any]]]) -> str:
+    """One markdown table over several runs (seeds) of the same settings: per model the mean
+    test NLL with its range, the mean difference to the best peer of each run with its range,
+    and the median over runs of the time over the fastest peer."""
+    lines = [f"| data | family | library | test NLL, mean of {len(runs)} (min..max) | "
+             "- best peer, mean (min..max) | / fastest peer, median |",
+             "|---|---|---|---|---|---|"]
+    keys = [(r["dataset"], r["family"], r["lib"]) for r in runs[0]]
+    for key in keys:
+        rows = [r for records in runs for r in records
+                if (r["dataset"], r["family"], r["lib"]) == key]
+        nll = [r["test_nll"] for r in rows]
+        gap = [r["nll_minus_best_peer"] for r in rows]
+        ratio = statistics.median(r["time_over_fastest_peer"] for r in rows)
+        lines.append(
+            f"| {' | '.join(key)} | {statistics.fmean(nll):.3f} ({min(nll):.3f}..{max(nll):.3f}) "
+            f"| {statistics.fmean(gap):+.3f} ({min(gap):+.3f}..{max(gap):+.3f}) "
+            f"| {ratio:.2f} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 
@@ -469,6 +490,8 @@ def parse_args(argv: Sequence[str]) -> Tuple[Settings, argparse.Namespace]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny smoke test (seconds)")
     p.add_argument("--out", default=None, help="write the JSON here (default: print only)")
+    p.add_argument("--summarise", nargs="+", metavar="JSON",
+                   help="print one table over these runs' JSON files (seeds) and exit")
     p.add_argument("--datasets")
     p.add_argument("--families")
     p.add_argument("--libs")
@@ -509,6 +532,9 @@ def available(libs: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Train everything, print the table (and the JSON's path); 0 when invertible ran."""
     s, args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.summarise:
+        print(summary([json.loads(Path(f).read_text())["records"] for f in args.summarise]))
+        return 0
     torch.set_num_threads(1)
     for noise in NOISE:
         warnings.filterwarnings("ignore", message=noise)

@@ -72,3 +72,20 @@ def test_missing_peer_is_skipped(monkeypatch: pytest.MonkeyPatch,
     output = capsys.readouterr().out
     assert [r[:3] for r in rows(output)] == [["moons", "maf", "invertible"]]
     assert "zuko: not installed" in output
+
+
+def test_summary_over_seeds() -> None:
+    """``--summarise``: per model the mean NLL with its range, the gap to the best peer, the
+    median time ratio, over the runs given."""
+    script = load_script()
+
+    def record(lib: str, nll: float, gap: float, ratio: float) -> dict:
+        return {"dataset": "moons", "family": "maf", "lib": lib, "test_nll": nll,
+                "nll_minus_best_peer": gap, "time_over_fastest_peer": ratio}
+
+    runs = [[record("invertible", 2.0, 0.1, 0.9), record("zuko", 1.9, 0.0, 1.0)],
+            [record("invertible", 2.2, -0.1, 0.8), record("zuko", 2.3, 0.1, 1.2)]]
+    table = rows(script.summary(runs))
+    assert [row[:3] for row in table] == [["moons", "maf", "invertible"], ["moons", "maf", "zuko"]]
+    assert table[0][3:] == ["2.100 (2.000..2.200)", "+0.000 (-0.100..+0.100)", "0.85"]
+    assert table[1][5] == "1.10"
