@@ -461,7 +461,7 @@ def summary(runs: Sequence[List[Dict[str, Any]]]) -> str:
     test NLL with its range, the mean difference to the best peer of each run with its range,
     and the median over runs of the time over the fastest peer."""
     lines = [f"| data | family | library | test NLL, mean of {len(runs)} (min..max) | "
-             "- best peer, mean (min..max) | / fastest peer, median |",
+             "NLL minus best peer, mean (min..max) | time / fastest peer, median |",
              "|---|---|---|---|---|---|"]
     keys = [(r["dataset"], r["family"], r["lib"]) for r in runs[0]]
     for key in keys:
