@@ -511,3 +511,13 @@ def test_w2_depth32_peak_memory_and_step_time() -> None:
     print(f"W2 depth 32: standard {standard}, memory-efficient {efficient_run}")
     assert efficient_run["mib"] <= 0.3 * standard["mib"]
     assert efficient_run["cpu_s"] <= 2.0 * standard["cpu_s"]
+
+
+def test_refusal_wording() -> None:
+    """The block itself: "its reverse"; a part of it: "contains a/an <class>"."""
+    inn = SequenceINN(4)
+    with pytest.raises(ValueError, match=r"IResNetLayer by inversion: its reverse is not an exact"):
+        SequenceINN(4, memory_efficient=True).append(Fm.IResNetLayer)
+    inn.append(Fm.GLOWCouplingBlock, subnet_constructor=_subnet_with(nn.Dropout(0.1)))
+    with pytest.raises(ValueError, match=r"it contains a Dropout in training mode"):
+        inn.memory_efficient = True

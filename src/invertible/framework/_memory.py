@@ -66,16 +66,18 @@ def _refusal(module: nn.Module) -> Optional[str]:
     """Why ``module`` (or a submodule of it) cannot be recomputed exactly, else ``None``."""
     for sub in module.modules():
         name = type(sub).__name__
+        article = "an" if name[:1].upper() in "AEIOU" else "a"
         if isinstance(sub, InvertibleModule) and not sub.exact_inverse:
-            return (f"it contains a {name}, whose reverse is not an exact, deterministic inverse "
-                    f"(exact_inverse = False)")
+            whose = ("its reverse" if sub is module
+                     else f"it contains {article} {name}, whose reverse")
+            return f"{whose} is not an exact, deterministic inverse (exact_inverse = False)"
         if isinstance(sub, nn.modules.dropout._DropoutNd) and sub.training and sub.p > 0:
-            return (f"it contains a {name} in training mode: recomputing the block would draw a "
-                    f"different mask (use eval mode or standard backprop)")
+            return (f"it contains {article} {name} in training mode: recomputing the block would "
+                    f"draw a different mask (use eval mode or standard backprop)")
         if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.training and (
                 sub.track_running_stats):
-            return (f"it contains a {name} in training mode: recomputing the block would update "
-                    f"its running statistics again")
+            return (f"it contains {article} {name} in training mode: recomputing the block would "
+                    f"update its running statistics again")
     return None
 
 
