@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from cases.couplings import softsign_clamp
 from invertible._errors import InvertibleAssertionError
 from invertible.modules import AllInOneBlock, CouplingBlock, LinearSpline, RationalQuadraticSpline
-from invertible.modules._affine import atan_clamp, sigmoid_clamp, tanh_clamp
+from invertible.modules._affine import SHORT_ROW, atan_clamp, dense_rows, sigmoid_clamp, tanh_clamp
 from invertible.modules._permutation import matrix_kernel
 from invertible.modules.coupling_layers import (
     AffineCouplingOneSided,
@@ -377,6 +377,21 @@ def test_clamp_activation_functions() -> None:
         glow = GLOWCouplingBlock([(4,)], subnet_constructor=dense_subnet, clamp=1.5,
                                  clamp_activation=name)
         torch.testing.assert_close(glow.clamped(u), 1.5 * f(u), rtol=1e-15, atol=0)
+
+
+def test_clamps_copy_only_short_strided_rows() -> None:
+    """A vector's log-scale slice of short rows is copied before the transcendental op (faster
+    on CPU); other layouts are used as they are. The values never change."""
+    out = torch.randn(8, 2 * SHORT_ROW, dtype=F64)
+    short, long = out[:, :8], out[:, :SHORT_ROW]
+    assert dense_rows(short).is_contiguous() and torch.equal(dense_rows(short), short)
+    assert dense_rows(long) is long  # rows long enough for the kernels' fast path
+    interleaved = out.unflatten(1, (SHORT_ROW, 2))[..., 0]  # autoregressive (s, t) pairs
+    assert dense_rows(interleaved) is interleaved
+    image = torch.randn(2, 8, 3, 3)[:, :4]
+    assert dense_rows(image) is image
+    for f in (atan_clamp, tanh_clamp, sigmoid_clamp):
+        assert torch.equal(f(short, 2.0), f(short.contiguous(), 2.0))
 
 
 @pytest.mark.parametrize("activation", ["ATAN", "TANH", "SIGMOID", softsign_clamp],
