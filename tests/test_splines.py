@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from invertible._errors import InvertibleAssertionError
 from invertible.modules._affine import identity
+from invertible.modules._spline_kernels import MAX_BIN_RATIO, constrain_fixed_square, soft_bound
 from invertible.modules.splines import (
     BinnedSpline,
     BinnedSplineBase,
@@ -429,3 +430,47 @@ def test_other_errors() -> None:
     with pytest.raises(ValueError, match="expected 26 channels"):
         RQS([(4,)], subnet_constructor=lambda i, o: nn.Linear(i, o + 1), bins=4)(
             [torch.randn(2, 4)])
+
+
+def test_fixed_square_learns_no_domain() -> None:
+    """``learn_domain=False``: no ``total_width`` output, the square is the default domain's,
+    the identity outside it, whatever the subnet says; bad combinations are refused."""
+    torch.manual_seed(0)
+    block = RationalQuadraticSpline([(4,)], subnet_constructor=dense_subnet, bins=3,
+                                    identity_tails=True, learn_domain=False,
+                                    default_domain=(-2.0, 2.0, -2.0, 2.0)).double()
+    learned = RationalQuadraticSpline([(4,)], subnet_constructor=dense_subnet, bins=3,
+                                      identity_tails=True).double()
+    assert block.params_per_channel == learned.params_per_channel - 1
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(torch.randn_like(p))
+    x = torch.tensor([[-5.0, 0.3, 2.5, -0.4], [1.9, -2.1, 0.1, 7.0]], dtype=torch.float64)
+    z, _ = block([x])
+    outside = x.abs() > 2.0
+    outside[:, :2] = False  # the first half conditions the second; only half 2 is checked
+    assert torch.equal(z[0][outside], x[outside])
+    with pytest.raises(ValueError, match="learn_domain=False fixes the square"):
+        RationalQuadraticSpline([(4,)], subnet_constructor=dense_subnet, learn_domain=False)
+    with pytest.raises(ValueError, match=r"domain_clamping=1\.0"):
+        RationalQuadraticSpline([(4,)], subnet_constructor=dense_subnet, identity_tails=True,
+                                learn_domain=False, domain_clamping=1.0)
+    with pytest.raises(ValueError, match=r"must be \(-B, B, -B, B\), got \(-1.0, 3.0"):
+        RationalQuadraticSpline([(4,)], subnet_constructor=dense_subnet, identity_tails=True,
+                                learn_domain=False, default_domain=(-1.0, 3.0, -1.0, 3.0))
+
+
+def test_fixed_square_bounds_the_bin_ratio() -> None:
+    """The fixed square's bins: even for huge raw logits no two widths (or heights) differ by
+    ``MAX_BIN_RATIO`` or more, and they still fill the square exactly."""
+    raw = torch.tensor([[[-1e4, 0.0, 50.0, 1e4]]], dtype=torch.float64)
+    p = constrain_fixed_square({"widths": raw, "heights": -raw}, torch.zeros(4),
+                               torch.zeros(2), torch.tensor(6.0), None)
+    for key in ("widths", "heights"):
+        sizes = p[key][0, 0]
+        assert float(sizes.max() / sizes.min()) < MAX_BIN_RATIO
+        torch.testing.assert_close(sizes.sum(), torch.tensor(6.0, dtype=torch.float64))
+    assert float(p["left"]) == float(p["bottom"]) == -3.0
+    assert soft_bound(torch.tensor(0.0), 2.0) == 0.0
+    torch.testing.assert_close(soft_bound(torch.tensor([1e9, -1e9]), 2.0),
+                               torch.tensor([2.0, -2.0]))

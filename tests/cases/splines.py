@@ -76,6 +76,10 @@ def _coupling_cases() -> List[Case]:
                                      identity_tails=tails)
                 cases.append(spline_case(id=f"spline-{name}-{rank}-cond{tag}", build=cond_build,
                                          cond_shapes=(cond,)))
+            fixed = partial(cls, [shape], [cond], subnet_constructor=subnet, bins=4,
+                            identity_tails=True, learn_domain=False)
+            cases.append(spline_case(id=f"spline-{name}-{rank}-cond-fixed_square", build=fixed,
+                                     cond_shapes=(cond,)))
     return cases
 
 
@@ -91,6 +95,9 @@ def _elementwise_cases() -> List[Case]:
             cases.append(spline_case(
                 id=f"spline-elementwise_rqs-{rank}-cond{tag}", cond_shapes=(cond,),
                 build=partial(elementwise_rqs, shape, (cond,), bins=5, identity_tails=tails)))
+    cases.append(spline_case(
+        id="spline-elementwise_rqs-vec-fixed_square",
+        build=partial(elementwise_rqs, (4,), bins=5, identity_tails=True, learn_domain=False)))
     two = ((2,), (1,))
     cases.append(spline_case(id="spline-elementwise_rqs-vec-two_conds", cond_shapes=two,
                              build=partial(elementwise_rqs, (4,), two, bins=3)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from .. import modules as Fm
 from ..distributions import FlowDistribution
@@ -82,15 +82,17 @@ def RealNVP(  # noqa: N802 - named after the architecture
 def NSF(  # noqa: N802 - named after the architecture
         features: int, transforms: int = 4, hidden_features: Sequence[int] = (64, 64),
         bins: int = 8, context: int = 0, bound: float = 3.0,
-        seed: int = 0, min_bin_sizes: Optional[Sequence[float]] = None) -> FlowDistribution:
+        seed: int = 0) -> FlowDistribution:
     r"""A neural spline flow on vectors ``(features,)``: coupling splines and permutations.
 
     As :func:`RealNVP`, with ``RationalQuadraticSpline`` couplings: each half goes through a
-    monotone rational-quadratic spline per feature with ``bins`` bins on
-    :math:`[-B, B]` (``bound``), whose widths, heights and knot derivatives the subnet computes
-    from the other half (and the condition); outside :math:`[-B, B]` the map is linear. The
-    subnets start at zero, so every spline starts as the identity. Seeding as in
-    :func:`RealNVP`.
+    monotone rational-quadratic spline per feature with ``bins`` bins on the fixed square
+    :math:`[-B, B]^2` (``bound``), the identity outside it, as in the paper
+    (``identity_tails=True, learn_domain=False``): the subnet computes the bins' widths and
+    heights (softmaxes of soft-bounded logits times :math:`2B`, so that no bin is 1000 times
+    another) and the inner knot derivatives from the other half (and the condition). Choose
+    ``B`` so that the data (after any fixed preprocessing) lie inside the square. The subnets
+    start at zero, so every spline starts as the identity. Seeding as in :func:`RealNVP`.
 
     References: Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", NeurIPS 2019
     (the coupling variant).
@@ -103,7 +105,6 @@ def NSF(  # noqa: N802 - named after the architecture
         context: the size of the condition vector (0: unconditional).
         bound: the half width ``B`` of the spline's domain and range.
         seed: the seed of the permutations and the initial weights.
-        min_bin_sizes: the smallest bin width and height (the block's default if ``None``).
 
     Returns:
         A :class:`~invertible.distributions.FlowDistribution` (``.inn`` the ``SequenceINN``).
@@ -113,8 +114,6 @@ def NSF(  # noqa: N802 - named after the architecture
     """
     check_count("NSF", "bins", bins, 1)
     b = float(bound)
-    options: Dict[str, Any] = {"bins": bins, "default_domain": (-b, b, -b, b)}
-    if min_bin_sizes is not None:
-        options["min_bin_sizes"] = tuple(min_bin_sizes)
     return coupling_flow("NSF", features, transforms, hidden_features, context, seed,
-                         Fm.RationalQuadraticSpline, **options)
+                         Fm.RationalQuadraticSpline, bins=bins, default_domain=(-b, b, -b, b),
+                         identity_tails=True, learn_domain=False)

@@ -11,10 +11,11 @@ from torch import Tensor
 
 from ._common import is_tracing
 
-__all__ = ["LOG_E_MINUS_1", "affine_tails", "binned_spline", "check_discriminant",
-           "clamp_domain", "constrain_affine_tails", "constrain_identity_tails",
-           "identity_tails", "knot_derivatives", "knot_extras", "linear_spline",
-           "rational_quadratic_spline", "split_parameters"]
+__all__ = ["LOG_E_MINUS_1", "MAX_BIN_RATIO", "affine_tails", "binned_spline",
+           "check_discriminant", "clamp_domain", "constrain_affine_tails",
+           "constrain_fixed_square", "constrain_identity_tails", "identity_tails",
+           "knot_derivatives", "knot_extras", "linear_spline", "rational_quadratic_spline",
+           "soft_bound", "split_parameters"]
 
 Params = Dict[str, Tensor]
 #: ``spline(x, left=, right=, bottom=, top=, <extra>_left=, ..., rev=) -> (value, forward
@@ -96,6 +97,39 @@ def constrain_identity_tails(
         "heights": total * torch.softmax(p["heights"], dim=-1),
         "left": -0.5 * total,
         "bottom": -0.5 * total,
+    }
+
+
+def soft_bound(u: Tensor, limit: float) -> Tensor:
+    """``u / (1 + |u| / limit)``: slope 1 at 0, strictly inside ``(-limit, limit)``."""
+    return u / (1.0 + u.abs() / limit)
+
+
+#: In the fixed square no bin is wider (or taller) than ``MAX_BIN_RATIO`` times another.
+MAX_BIN_RATIO = 1e3
+
+
+def constrain_fixed_square(
+    p: Params, domain: Tensor, min_bin_sizes: Tensor, default_width: Tensor,
+    domain_clamping: Optional[float],
+) -> Params:
+    """The fixed square ``[-T/2, T/2]^2`` of Durkan et al.'s splines, ``T`` = the default
+    domain's width: ``w = T softmax(b(raw_widths))``, ``h = T softmax(b(raw_heights))``,
+    ``left = bottom = -T/2``, where ``b`` = :func:`soft_bound` to ``±ln(MAX_BIN_RATIO)/2``.
+
+    Bounding the logits keeps the ratio of any two widths (or of any two heights) below
+    ``MAX_BIN_RATIO``, so no bin collapses to a sliver that the training data alone decide.
+    Nothing about the domain is learned (``domain``, ``min_bin_sizes`` and ``domain_clamping``
+    are not used)."""
+    total = default_width.to(p["widths"].dtype)
+    limit = 0.5 * math.log(MAX_BIN_RATIO)
+    corner = (-0.5 * total).expand_as(p["widths"][..., :1])
+    return {
+        **p,
+        "widths": total * torch.softmax(soft_bound(p["widths"], limit), dim=-1),
+        "heights": total * torch.softmax(soft_bound(p["heights"], limit), dim=-1),
+        "left": corner,
+        "bottom": corner,
     }
 
 

@@ -20,6 +20,7 @@ from .._spline_kernels import (
     binned_spline,
     clamp_domain,
     constrain_affine_tails,
+    constrain_fixed_square,
     constrain_identity_tails,
     identity_tails,
     knot_extras,
@@ -31,10 +32,11 @@ __all__ = ["BinnedSpline", "BinnedSplineBase", "check_spline_arguments"]
 
 Params = Dict[str, Tensor]
 
-#: (constrain, tails) kernels by ``identity_tails``; resolved once in ``__init__``.
-_TAILS: Dict[bool, Tuple[Callable[..., Params], TailsFn]] = {
-    False: (constrain_affine_tails, affine_tails),
-    True: (constrain_identity_tails, identity_tails),
+#: (constrain, tails) kernels by (``identity_tails``, ``learn_domain``); resolved in ``__init__``.
+_TAILS: Dict[Tuple[bool, bool], Tuple[Callable[..., Params], TailsFn]] = {
+    (False, True): (constrain_affine_tails, affine_tails),
+    (True, True): (constrain_identity_tails, identity_tails),
+    (True, False): (constrain_fixed_square, identity_tails),
 }
 
 
@@ -68,6 +70,25 @@ def check_spline_arguments(
             raise InvertibleAssertionError(f"{block}: {message}.")
 
 
+def _check_fixed_square(block: str, identity_tails: bool, domain_clamping: Optional[float],
+                        default_domain: Tuple[float, float, float, float]) -> None:
+    """``learn_domain=False`` needs identity tails, no domain clamping and a centred square
+    ``(-B, B, -B, B)``: the fixed square is ``[-B, B]^2``, so any other domain would be
+    silently moved."""
+    left, right, bottom, top = (float(v) for v in default_domain)
+    if not identity_tails or domain_clamping is not None:
+        raise ValueError(
+            f"{block}: learn_domain=False fixes the square of identity tails; it needs "
+            f"identity_tails=True and domain_clamping=None, got identity_tails="
+            f"{identity_tails!r}, domain_clamping={domain_clamping!r}."
+        )
+    if not (left == bottom == -right == -top):
+        raise ValueError(
+            f"{block}: learn_domain=False fixes the square [-B, B]^2; default_domain must be "
+            f"(-B, B, -B, B), got {tuple(default_domain)}."
+        )
+
+
 class BinnedSplineBase(InvertibleModule):
     r"""Bookkeeping of monotone binned splines: raw parameter layout, constraints, bin search.
 
@@ -83,6 +104,11 @@ class BinnedSplineBase(InvertibleModule):
     * identity tails: ``T = clamp_domain(default_width softplus(raw + ln(e - 1)))``,
       ``left = bottom = -T/2``, ``w = T softmax(raw_w)``, ``h = T softmax(raw_h)``; the identity
       outside.
+    * identity tails with ``learn_domain=False`` (Durkan et al.'s fixed square, an
+      ``invertible`` option): ``T = default_width`` fixed, no ``total_width`` parameter,
+      ``w = T softmax(b(raw_w))``, ``h = T softmax(b(raw_h))`` with the logits soft-bounded
+      (``b(u) = u / (1 + 2|u| / ln R)``) so that no two widths or heights differ by a factor
+      ``R = 1000`` or more; the identity outside.
 
     ``clamp_domain(v) = dc tanh(v/dc)`` with ``dc = domain_clamping`` (``None``: no clamping).
     It has no ``forward``/``output_dims`` of its own.
@@ -96,10 +122,16 @@ class BinnedSplineBase(InvertibleModule):
         default_domain: ``(left, right, bottom, top)`` for raw parameters 0.
         identity_tails: identity outside a square domain instead of the affine tails.
         domain_clamping: soft limit of the domain's total width/height, or ``None``.
+        learn_domain: ``False`` (identity tails only) fixes the square at the default domain's
+            width, with bounded bin ratios: for data that fill a known box this fits better
+            than a learned domain (see the NSF row of the training benchmark in README).
 
     Raises:
         AssertionError: (``InvertibleAssertionError``, also ``ValueError``) ``bins < 1``,
             negative minimum sizes, an empty domain or one too small for ``bins`` minimum bins.
+        ValueError: ``learn_domain=False`` without ``identity_tails``, with
+            ``domain_clamping``, or with a ``default_domain`` other than a centred square
+            ``(-B, B, -B, B)``.
     """
 
     def __init__(
@@ -112,9 +144,13 @@ class BinnedSplineBase(InvertibleModule):
         default_domain: Tuple[float, float, float, float] = (-3.0, 3.0, -3.0, 3.0),
         identity_tails: bool = False,
         domain_clamping: Optional[float] = None,
+        learn_domain: bool = True,
     ) -> None:
         super().__init__(dims_in, dims_c)
         check_spline_arguments(type(self).__name__, bins, min_bin_sizes, default_domain)
+        if not learn_domain:
+            _check_fixed_square(type(self).__name__, identity_tails, domain_clamping,
+                                default_domain)
         domain = torch.tensor(default_domain, dtype=torch.float32)
         self.register_buffer("bins", torch.tensor(bins, dtype=torch.int32))
         self.register_buffer("min_bin_sizes", torch.tensor(min_bin_sizes, dtype=torch.float32))
@@ -122,11 +158,13 @@ class BinnedSplineBase(InvertibleModule):
         self.register_buffer("identity_tails", torch.tensor(bool(identity_tails)))
         self.register_buffer("default_width", domain[1] - domain[0])
         self.domain_clamping = domain_clamping
-        tails: Dict[str, int] = {"total_width": 1} if identity_tails else {"bottom": 1, "left": 1}
+        tails: Dict[str, int] = ({"total_width": 1} if learn_domain else {}) if identity_tails \
+            else {"bottom": 1, "left": 1}
         self.parameter_counts: Dict[str, int] = {
             "widths": int(bins), "heights": int(bins), **tails, **(parameter_counts or {})
         }
-        self._constrain, self._tails = _TAILS[bool(identity_tails)]
+        self.learn_domain = bool(learn_domain)
+        self._constrain, self._tails = _TAILS[(bool(identity_tails), self.learn_domain)]
         self._extras = knot_extras(list(self.parameter_counts))
 
     def split_parameters(self, parameters: Tensor, split_len: int) -> Params:
