@@ -31,9 +31,11 @@ def dense_rows(u: Tensor) -> Tensor:
     about 30 ns per row on such a slice, whatever ``n``: for ``(1024, 32)`` atan takes 31 us
     strided and 16 us copied then computed (exp 30 us against 10 us). From ``n`` = 64 on the copy
     stops paying. Image slices (long runs of ``n * H * W`` values) and rows whose values are not
-    adjacent (an autoregressive block's interleaved parameters) are fast as they are.
+    adjacent (an autoregressive block's interleaved parameters) are fast as they are. Tensors
+    off the CPU are never copied: the slow path was measured on the CPU only.
     """
-    if u.dim() == 2 and u.stride(1) == 1 and u.shape[1] < SHORT_ROW and not u.is_contiguous():
+    if (u.is_cpu and u.dim() == 2 and u.stride(1) == 1 and u.shape[1] < SHORT_ROW
+            and not u.is_contiguous()):
         return u.contiguous()
     return u
 
