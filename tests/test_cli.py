@@ -206,6 +206,30 @@ def test_check_module_turns_crashes_and_mutations_into_failures() -> None:
     assert check_module(Scale2([(3,)]), dims_in=[(3,)], batch=1).passed
 
 
+
+class _NoLogDet(Scale2):
+    """Broken: returns no log-det, even with jac=True."""
+
+    def forward(self, x, rev=False, jac=True):  # type: ignore[no-untyped-def]
+        return super().forward(x, rev=rev, jac=jac)[0], None
+
+
+def test_check_module_failure_messages_are_short_and_name_the_block() -> None:
+    """Log-det mismatches print a few values to 6 digits; a missing log-det is named, not a
+    bare assertion."""
+    bad = check_module(WrongLogDet([(3,)]), batch=9)
+    message = bad["log_det_forward"].message
+    assert message.startswith("WrongLogDet (forward): log-det [")
+    lists = re.findall(r"\[([^\]]*)\]", message)
+    assert len(lists) == 2 and all(part.endswith(", ...") for part in lists)  # 6 of 9 shown
+    values = [v for part in lists for v in part.split(", ")[:-1]]
+    assert len(values) == 12  # 6 significant digits each, not repr's 17:
+    assert all(len(v.lstrip("-").replace(".", "").lstrip("0")) <= 6 for v in values)
+    none = check_module(_NoLogDet([(3,)]))
+    assert none["log_det_forward"].message == (
+        "_NoLogDet: returned no log-det (None) with jac=True, rev=False")
+
+
 # --- errors: one line, non-zero, no traceback -----------------------------------------------
 
 

@@ -46,6 +46,23 @@ def _flat(ts: Sequence[Tensor]) -> Tensor:
     return torch.cat([t.reshape(t.shape[0], -1) for t in ts], dim=1)
 
 
+def _values(t: Tensor, most: int = 6) -> str:
+    """A tensor's first ``most`` values with 6 significant digits, for failure messages."""
+    values = t.detach().flatten().tolist()
+    text = ", ".join(f"{v:.6g}" for v in values[:most])
+    return f"[{text}{', ...' if len(values) > most else ''}]"
+
+
+def _run_with_log_det(module: nn.Module, xs: Sequence[Tensor], cs: Conditions,
+                      rev: bool = False) -> Tuple[Tensors, Tensor]:
+    """``run`` with ``jac=True``; a module that returns no log-det fails the check by name."""
+    outs, log_det = run(module, xs, cs, rev=rev)
+    if log_det is None:
+        raise AssertionError(f"{_name(module)}: returned no log-det (None) with jac=True, "
+                             f"rev={rev}")
+    return outs, log_det
+
+
 def _name(module: nn.Module) -> str:
     return type(module).__name__
 
@@ -74,12 +91,11 @@ def check_round_trip(
     module: nn.Module, xs: Sequence[Tensor], cs: Conditions, atol: float = 1e-9
 ) -> None:
     """``f^{-1}(f(x)) == x`` and the reverse log-det is minus the forward one."""
-    zs, log_det = run(module, xs, cs)
-    xs_rev, log_det_rev = run(module, zs, cs, rev=True)
+    zs, log_det = _run_with_log_det(module, xs, cs)
+    xs_rev, log_det_rev = _run_with_log_det(module, zs, cs, rev=True)
     err = _max_diff(xs, xs_rev)
     if err > atol:
         raise AssertionError(f"{_name(module)}: x -> z -> x error {err:.3g} > {atol:g}")
-    assert log_det is not None and log_det_rev is not None
     err = float((log_det + log_det_rev).detach().abs().max())
     if err > atol * max(1.0, float(log_det.detach().abs().max())):
         raise AssertionError(f"{_name(module)}: forward + reverse log-det = {err:.3g}, not 0")
@@ -121,14 +137,13 @@ def check_log_det_autograd(
     module: nn.Module, xs: Sequence[Tensor], cs: Conditions, atol: float = 1e-6, rev: bool = False
 ) -> None:
     """The returned log-det equals ``slogdet`` of the autograd Jacobian (use float64)."""
-    _, log_det = run(module, xs, cs, rev=rev)
-    assert log_det is not None
+    _, log_det = _run_with_log_det(module, xs, cs, rev=rev)
     expected = autograd_log_det(module, xs, cs, rev=rev)
     err = float((log_det.detach() - expected).abs().max())
     if err > atol:
         raise AssertionError(
-            f"{_name(module)} ({'reverse' if rev else 'forward'}): log-det {log_det.tolist()} "
-            f"differs from autograd slogdet {expected.tolist()} by {err:.3g} > {atol:g}"
+            f"{_name(module)} ({'reverse' if rev else 'forward'}): log-det {_values(log_det)} "
+            f"differs from autograd slogdet {_values(expected)} by {err:.3g} > {atol:g}"
         )
 
 
@@ -150,8 +165,7 @@ def check_gradients(
     for rev in (False, True):
         module.zero_grad(set_to_none=True)
         inputs = xs if not rev else [z.detach() for z in run(module, xs, cs)[0]]
-        outs, log_det = run(module, inputs, cs, rev=rev)
-        assert log_det is not None
+        outs, log_det = _run_with_log_det(module, inputs, cs, rev=rev)
         loss = sum((o**2).sum() for o in outs) - log_det.sum()
         if loss.requires_grad:  # parameter-free blocks have nothing to differentiate
             loss.backward()
@@ -184,10 +198,9 @@ def check_batch_independence(module: nn.Module, xs: Sequence[Tensor], cs: Condit
     try:
         for rev in (False, True):
             inputs = xs if not rev else run(module, xs, cs)[0]
-            outs, log_det = run(module, inputs, cs, rev=rev)
+            outs, log_det = _run_with_log_det(module, inputs, cs, rev=rev)
             others = [torch.cat([x[:1], x[1:].flip(0) * 0.5 + 0.1]) for x in inputs]
-            outs2, log_det2 = run(module, others, cs, rev=rev)
-            assert log_det is not None and log_det2 is not None
+            outs2, log_det2 = _run_with_log_det(module, others, cs, rev=rev)
             err = max(
                 _max_diff([o[:1] for o in outs], [o[:1] for o in outs2]),
                 float((log_det[0] - log_det2[0]).detach().abs()),
@@ -208,9 +221,8 @@ def check_state_dict_round_trip(
     if set(module.state_dict()) != set(fresh.state_dict()):
         raise AssertionError(f"{_name(module)}: state_dict keys differ between two builds")
     fresh.load_state_dict(module.state_dict())
-    a, ja = run(module, xs, cs)
-    b, jb = run(fresh, xs, cs)
-    assert ja is not None and jb is not None
+    a, ja = _run_with_log_det(module, xs, cs)
+    b, jb = _run_with_log_det(fresh, xs, cs)
     if _max_diff(a, b) != 0.0 or float((ja - jb).detach().abs().max()) != 0.0:
         raise AssertionError(f"{_name(module)}: outputs differ after load_state_dict")
 
@@ -221,10 +233,9 @@ def check_pickle_round_trip(module: nn.Module, xs: Sequence[Tensor], cs: Conditi
     torch.save(module, buffer)
     buffer.seek(0)
     copies = [torch.load(buffer, weights_only=False), copy.deepcopy(module)]
-    a, ja = run(module, xs, cs)
+    a, ja = _run_with_log_det(module, xs, cs)
     for other in copies:
-        b, jb = run(other, xs, cs)
-        assert ja is not None and jb is not None
+        b, jb = _run_with_log_det(other, xs, cs)
         if _max_diff(a, b) != 0.0 or float((ja - jb).detach().abs().max()) != 0.0:
             raise AssertionError(f"{_name(module)}: a pickled or deep-copied module differs")
 
