@@ -207,6 +207,33 @@ def test_rng_order_soft(householder: int) -> None:
         assert torch.equal(m.w_perm_inv, torch.tensor(w.T, dtype=torch.float32).reshape(6, 6, 1))
 
 
+@pytest.mark.parametrize(("soft", "householder"), [(False, 0), (False, 3), (True, 0), (True, 2)])
+def test_seed_draws_freias_values_from_local_generators(soft: bool, householder: int) -> None:
+    """``seed=s``: the permutation (or rotation) and Householder vectors FrEIA draws after
+    ``np.random.seed(s)`` and ``torch.manual_seed(s)``; numpy's global generator is untouched
+    and torch's moves only by the subnet's own initialisation."""
+    def build(**kwargs: object) -> AllInOneBlock:
+        return AllInOneBlock([(6,)], subnet_constructor=dense_subnet, permute_soft=soft,
+                             learned_householder_permutation=householder, **kwargs)
+
+    np.random.seed(0)
+    numpy_state = np.random.get_state()[1].copy()
+    torch.manual_seed(0)
+    seeded = build(seed=7)
+    assert np.array_equal(np.random.get_state()[1], numpy_state)
+    torch.manual_seed(0)
+    subnet = dense_subnet(3, 6)  # the subnet alone drew from torch's global generator
+    assert params_equal(seeded.subnet, subnet) and seeded.seed == 7
+    np.random.seed(7)
+    torch.manual_seed(7)
+    reference = build()  # FrEIA's way: the global generators, seeded
+    for name in ("w_perm", "w_perm_inv", "w_0", "vk_householder"):
+        a, b = getattr(seeded, name, None), getattr(reference, name, None)
+        assert (a is None and b is None) or torch.equal(a, b), name
+    assert not torch.equal(*(build(seed=s).state_dict()[
+        "w_perm" if householder == 0 else "vk_householder"] for s in (7, 8)))
+
+
 # --------------------------------------------------------- state_dict layout: FrEIA's keys
 
 I64, F32 = torch.int64, torch.float32

@@ -499,6 +499,13 @@ CATALOGUE: List[Misuse] = [
            r"into the domain width 6.0"),
     Misuse("glow-unknown-clamp-activation", lambda: glow(clamp_activation="FOO"), ValueError,
            r"GLOWCouplingBlock: Unknown clamp activation \"FOO\""),
+    Misuse("permute-seed-string", lambda: Fm.PermuteRandom([(4,)], seed="3"), TypeError,
+           r"PermuteRandom: seed must be an int or None, got str '3'"),
+    Misuse("all-in-one-seed-negative",
+           lambda: Fm.AllInOneBlock([(4,)], subnet_constructor=dense_subnet, seed=-1),
+           ValueError, r"AllInOneBlock: seed must lie in \[0, 2\*\*32 - 1\], got -1"),
+    Misuse("learned-conv-seed-float", lambda: Fm.Learned1x1Conv([(4,)], seed=2.5), TypeError,
+           r"Learned1x1Conv: seed must be an int or None, got float 2.5"),
     # the inverse of an i-ResNet outside its contraction guarantee warns
     Misuse("iresnet-inverse-not-contractive",
            lambda: (lambda m, z: m([z], rev=True, jac=False))(*expanding_iresnet()),

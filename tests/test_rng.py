@@ -62,7 +62,17 @@ SEEDED: Dict[str, Callable[[int], Tuple[nn.Module, List[Tensor]]]] = {
     "Learned1x1Conv": lambda s: (Fm.Learned1x1Conv([(4, 2, 2)], seed=s),
                                  [torch.ones(2, 4, 2, 2)]),
     "PermuteRandom": lambda s: (Fm.PermuteRandom([(7, 2, 2)], seed=s), [torch.ones(2, 7, 2, 2)]),
+    "AllInOneBlock": lambda s: (Fm.AllInOneBlock([(7,)], subnet_constructor=_forked_dense,
+                                                 permute_soft=True, seed=s),
+                                [torch.ones(2, 7)]),
 }
+
+
+def _forked_dense(c_in: int, c_out: int) -> nn.Module:
+    """A subnet built without moving torch's global generator (AllInOneBlock's subnets are the
+    user's and draw from it; only the block's own draws are under test)."""
+    with torch.random.fork_rng():
+        return nn.Linear(c_in, c_out)
 
 
 def seeded_classes() -> List[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from math import prod
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Tuple, Type
 
 import torch
 from torch import Tensor, nn
@@ -18,8 +18,9 @@ from .base import Shape, ShapeList, is_compiling
 if TYPE_CHECKING:  # typing.TypeGuard needs Python 3.10; annotations are not evaluated
     from typing_extensions import TypeGuard
 
-__all__ = ["Dims", "Outputs", "Shape", "ShapeList", "SubnetConstructor", "Tensors", "built_subnet",
-           "channel_input_shape", "check_single_input", "frozen_parameter", "image_shape",
+__all__ = ["MAX_SEED", "Dims", "Outputs", "Shape", "ShapeList", "SubnetConstructor", "Tensors",
+           "built_subnet", "channel_input_shape", "check_single_input", "checked_seed",
+           "frozen_parameter", "image_shape",
            "is_compiling", "is_int", "is_tracing", "n_elements", "require_no_conditions",
            "same_shape", "sum_nonbatch", "vector_size", "zero_log_det"]
 
@@ -63,6 +64,27 @@ def frozen_parameter(value: Tensor) -> nn.Parameter:
 def is_int(value: Any) -> TypeGuard[int]:
     """Whether ``value`` is a Python or numpy integer (a ``bool`` is not)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+#: Largest seed every local generator takes (numpy's ``RandomState`` stops at ``2**32 - 1``).
+MAX_SEED = 2**32 - 1
+
+
+def checked_seed(block: str, seed: Any) -> Optional[int]:
+    """``seed`` for a block's local generators: ``None`` or an int in ``[0, 2**32 - 1]``.
+
+    Raises:
+        TypeError: not an int (a bool, float or string), naming the block.
+        ValueError: out of range, naming the block.
+    """
+    if seed is None:
+        return None
+    if not is_int(seed):
+        raise TypeError(f"{block}: seed must be an int or None, got {type(seed).__name__} "
+                        f"{seed!r}.")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"{block}: seed must lie in [0, 2**32 - 1], got {seed}.")
+    return int(seed)
 
 
 def is_tracing() -> bool:

@@ -120,10 +120,13 @@ def householder_product(w0: Tensor, v: Tensor) -> Tensor:
     return w
 
 
-def random_rotation(n: int) -> np.ndarray:
-    """A uniformly random ``(n, n)`` rotation (det +1) from numpy's *global* generator, drawn
-    with ``scipy.stats.special_ortho_group.rvs`` exactly as FrEIA does (same seed, same matrix).
-    """
+def random_rotation(n: int, seed: Optional[int] = None) -> np.ndarray:
+    """A uniformly random ``(n, n)`` rotation (det +1) drawn with
+    ``scipy.stats.special_ortho_group.rvs`` exactly as FrEIA does (same seed, same matrix):
+    from numpy's *global* generator, or from a local ``RandomState(seed)`` (the matrix that
+    ``np.random.seed(seed)`` would give)."""
     from scipy.stats import special_ortho_group  # slow import, only needed for soft permutations
 
-    return np.asarray(special_ortho_group.rvs(n), dtype=np.float64).reshape(n, n)
+    state = None if seed is None else np.random.RandomState(seed)
+    return np.asarray(special_ortho_group.rvs(n, random_state=state),
+                      dtype=np.float64).reshape(n, n)

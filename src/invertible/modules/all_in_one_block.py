@@ -20,7 +20,13 @@ from ._affine import (
     soft_clamp,
     softplus_scale,
 )
-from ._common import Dims, SubnetConstructor, channel_input_shape, frozen_parameter
+from ._common import (
+    Dims,
+    SubnetConstructor,
+    channel_input_shape,
+    checked_seed,
+    frozen_parameter,
+)
 from ._coupling import CouplingBlock, Params
 from ._permutation import (
     channel_matrix_function,
@@ -40,15 +46,18 @@ __all__ = ["AllInOneBlock", "softplus_scale"]
 SOFT_PERMUTATION_WARN_CHANNELS = 512
 
 
-def draw_permutation(channels: int, soft: bool) -> Tensor:
-    """The construction-time permutation draw, from the global generators (FrEIA's order).
+def draw_permutation(channels: int, soft: bool, generator: Optional[torch.Generator] = None,
+                     seed: Optional[int] = None) -> Tensor:
+    """The construction-time permutation draw (FrEIA's order), from the global generators or,
+    given ``seed``, from local ones.
 
     Soft: a ``(C, C)`` float64 rotation from ``special_ortho_group.rvs(C)`` (numpy's global
-    RNG). Hard: an int64 index permutation from ``torch.randperm(C)`` (torch's global RNG).
+    RNG, or ``RandomState(seed)``). Hard: an int64 index permutation from ``torch.randperm(C)``
+    (torch's global RNG, or ``generator``).
     """
     if soft:
-        return torch.from_numpy(random_rotation(channels))
-    return torch.randperm(channels)
+        return torch.from_numpy(random_rotation(channels, seed))
+    return torch.randperm(channels, generator=generator)
 
 
 def check_options(
@@ -123,6 +132,12 @@ class AllInOneBlock(CouplingBlock):
         reverse_permutation: apply ``P^{-1}`` before the coupling too.
         legacy_clamp: clamp as PyPI FrEIA 0.2 did, ``s = κ tanh(a_s)``, to run checkpoints
             trained with it unchanged (not a FrEIA keyword; adds no state).
+        seed: draw the block's own random values (the permutation or rotation, the Householder
+            vectors) from local generators seeded with ``seed``: what FrEIA draws after
+            ``np.random.seed(seed)`` and ``torch.manual_seed(seed)``, without touching the
+            global generators. The subnets are still built by ``subnet_constructor`` from
+            torch's global generator. ``None`` (default): the global generators, as FrEIA
+            (not a FrEIA keyword).
 
     References:
         Ardizzone et al., "Guided Image Generation with Conditional Invertible Neural
@@ -147,6 +162,7 @@ class AllInOneBlock(CouplingBlock):
         learned_householder_permutation: int = 0,
         reverse_permutation: bool = False,
         legacy_clamp: bool = False,
+        seed: Optional[int] = None,
     ) -> None:
         InvertibleModule.__init__(self, dims_in, dims_c)
         channels = channel_input_shape(type(self).__name__, self.dims_in)[0]
@@ -167,7 +183,8 @@ class AllInOneBlock(CouplingBlock):
             if use_matrix else permute_channels
         )
         self._init_global_affine(global_affine_type, global_affine_init)
-        self._init_permutation(bool(permute_soft))
+        self.seed = checked_seed(type(self).__name__, seed)
+        self._init_permutation(bool(permute_soft), self.seed)
         self._build_subnets(subnet_constructor)
         self.last_jac = None
 
@@ -189,13 +206,16 @@ class AllInOneBlock(CouplingBlock):
         self.global_scale = nn.Parameter(torch.full(shape, g0))
         self.global_offset = nn.Parameter(torch.zeros(shape))
 
-    def _init_permutation(self, soft: bool) -> None:
-        """Draw the permutation, then the Householder vectors (FrEIA's order of random draws)."""
-        drawn = draw_permutation(self.in_channels, soft)
+    def _init_permutation(self, soft: bool, seed: Optional[int]) -> None:
+        """Draw the permutation, then the Householder vectors (FrEIA's order of random draws),
+        from the global generators or, given ``seed``, from local ones."""
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        drawn = draw_permutation(self.in_channels, soft, generator, seed)
         dtype = torch.get_default_dtype()
         if self.householder > 0:
             k, channels = self.householder, self.in_channels
-            self.vk_householder = nn.Parameter(0.2 * torch.randn(k, channels))
+            self.vk_householder = nn.Parameter(0.2 * torch.randn(k, channels,
+                                                                 generator=generator))
             self.w_perm = None
             self.w_perm_inv = None
             # FrEIA HEAD crashes for a hard permutation here; w_0 is then its one-hot matrix.

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .._errors import InvertibleAssertionError
 from ._affine import acc_dtype, affine, atan_clamp
-from ._common import Dims, Outputs, ShapeList, Tensors, same_shape, vector_size
+from ._common import Dims, Outputs, ShapeList, Tensors, checked_seed, same_shape, vector_size
 from ._spline_kernels import rational_quadratic_spline
 from .base import InvertibleModule
 from .splines.binned import BinnedSplineBase
@@ -176,8 +176,9 @@ class _Autoregressive(InvertibleModule):
         for k, dc in enumerate(self.dims_c):
             if len(dc) != 1:
                 raise ValueError(f"{block}: condition {k} must be a vector (k,), got shape {dc}.")
-        self.seed, self.inverse_autoregressive = seed, bool(inverse_autoregressive)
-        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        self.seed = checked_seed(block, seed)
+        self.inverse_autoregressive = bool(inverse_autoregressive)
+        generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)
         permutation = autoregressive_order(self.features, order, generator, block)
         self.made = MADE(self.features, sum(dc[0] for dc in self.dims_c),
                          [int(w) for w in hidden_features], params_per_feature,

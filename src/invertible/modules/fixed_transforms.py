@@ -21,6 +21,7 @@ from ._common import (
     Tensors,
     channel_input_shape,
     check_single_input,
+    checked_seed,
     frozen_parameter,
     image_shape,
     require_no_conditions,
@@ -112,8 +113,8 @@ class PermuteRandom(InvertibleModule):
         super().__init__(dims_in, dims_c)
         require_no_conditions("PermuteRandom", self.dims_c)
         self.in_channels = channel_input_shape("PermuteRandom", self.dims_in)[0]
-        self.seed = seed
-        perm = torch.from_numpy(draw_permutation(self.in_channels, seed)).long()
+        self.seed = checked_seed("PermuteRandom", seed)
+        perm = torch.from_numpy(draw_permutation(self.in_channels, self.seed)).long()
         self.perm = frozen_parameter(perm)
         self.perm_inv = frozen_parameter(torch.argsort(perm))
 

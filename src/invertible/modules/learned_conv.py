@@ -14,6 +14,7 @@ from ._common import (
     ShapeList,
     Tensors,
     channel_input_shape,
+    checked_seed,
     require_no_conditions,
     same_shape,
     zero_log_det,
@@ -95,9 +96,9 @@ class Learned1x1Conv(InvertibleModule):
         self.channels, self.input_rank = shape[0], len(shape) - 1
         channel_matrix_function(self.input_rank, "Learned1x1Conv")  # refuses ranks above 4
         self.lu = bool(lu)
-        self.seed = seed
+        self.seed = checked_seed("Learned1x1Conv", seed)
         dtype = torch.get_default_dtype()
-        rotation = random_rotation_matrix(self.channels, seed)
+        rotation = random_rotation_matrix(self.channels, self.seed)
         if not self.lu:
             self.weight = nn.Parameter(rotation.to(dtype))
             return
