@@ -107,6 +107,8 @@ def soft_bound(u: Tensor, limit: float) -> Tensor:
 
 #: In the fixed square no bin is wider (or taller) than ``MAX_BIN_RATIO`` times another.
 MAX_BIN_RATIO = 1e3
+#: The bound of the fixed square's softmax logits: ``exp(2 * limit) = MAX_BIN_RATIO``.
+_LOGIT_LIMIT = 0.5 * math.log(MAX_BIN_RATIO)
 
 
 def constrain_fixed_square(
@@ -122,12 +124,11 @@ def constrain_fixed_square(
     Nothing about the domain is learned (``domain``, ``min_bin_sizes`` and ``domain_clamping``
     are not used)."""
     total = default_width.to(p["widths"].dtype)
-    limit = 0.5 * math.log(MAX_BIN_RATIO)
     corner = (-0.5 * total).expand_as(p["widths"][..., :1])
     return {
         **p,
-        "widths": total * torch.softmax(soft_bound(p["widths"], limit), dim=-1),
-        "heights": total * torch.softmax(soft_bound(p["heights"], limit), dim=-1),
+        "widths": total * torch.softmax(soft_bound(p["widths"], _LOGIT_LIMIT), dim=-1),
+        "heights": total * torch.softmax(soft_bound(p["heights"], _LOGIT_LIMIT), dim=-1),
         "left": corner,
         "bottom": corner,
     }
