@@ -3,6 +3,7 @@
     python benchmarks/peers.py [--archs affine,glow] [--libs invertible,zuko,nflows,normflows]
                                [--repeats 21] [--target 0.1] [--clock cpu|wall] [--json PATH]
                                [--dim 64] [--hidden 256] [--blocks 8] [--batch 1024]
+                               [--unclamped]
 
 Two architectures, built in every library from its own closest classes (d = ``--dim``, halves
 of d/2, every subnet ``Linear(d/2, hidden) - ReLU - Linear(hidden, d)`` giving the scale and
@@ -44,6 +45,11 @@ Operations: **train** = zero_grad, ``-log_prob(x).mean()`` (standard-normal base
 from fixed standard-normal latents under ``no_grad`` (no log-det where the library can skip it).
 Every model is checked before timing: a round trip x -> z -> x, and the log-det implied by its
 ``log_prob`` against ``slogdet`` of the autograd Jacobian of x -> z on a few points.
+
+``--unclamped`` adds a row ``invertible-unclamped``: invertible's flow with the log-scale taken
+as the raw subnet output (``clamp=1.0, clamp_activation=`` the identity, so one multiplication
+by 1.0 remains) instead of FrEIA's soft clamp, i.e. normflows' ``exp`` map. It is not a peer;
+its ratio to the fastest peer shows what the clamp costs.
 
 A **floor** column times the subnets alone, called as the flows call them (see ``floor_ops``):
 no flow can be faster, so ``inv/floor`` is invertible's whole overhead, and a target below the
@@ -184,14 +190,27 @@ class NormflowsModel(Model):
         return self.module.forward(z)
 
 
-def build_invertible(arch: str, dim: int, hidden: int, blocks: int, perms: List[Tensor]) -> Model:
-    """SequenceINN of AffineCouplingOneSided or GLOWCouplingBlock, each + PermuteRandom."""
+def raw_log_scale(a: Tensor) -> Tensor:
+    """The identity: an unclamped log-scale (``--unclamped``)."""
+    return a
+
+
+def build_invertible(arch: str, dim: int, hidden: int, blocks: int, perms: List[Tensor],
+                     clamped: bool = True) -> Model:
+    """SequenceINN of AffineCouplingOneSided or GLOWCouplingBlock, each + PermuteRandom.
+
+    ``clamped=False`` (the ``invertible-unclamped`` row of ``--unclamped``) passes
+    ``clamp=1.0, clamp_activation=identity``: the log-scale is the raw subnet output (times
+    1.0), as in normflows' ``exp`` map, instead of FrEIA's soft clamp at +-2.
+    """
     Ff = importlib.import_module("invertible.framework")
     Fm = importlib.import_module("invertible.modules")
     block = Fm.AffineCouplingOneSided if arch == "affine" else Fm.GLOWCouplingBlock
+    scale: Dict[str, Any] = ({"clamp": 2.0} if clamped else
+                             {"clamp": 1.0, "clamp_activation": raw_log_scale})
     inn = Ff.SequenceINN(dim)
     for k in range(blocks):
-        inn.append(block, subnet_constructor=partial(dense, hidden=hidden), clamp=2.0)
+        inn.append(block, subnet_constructor=partial(dense, hidden=hidden), **scale)
         inn.append(Fm.PermuteRandom, seed=k)  # its own draw: gathers cost the same for any order
     return InvertibleModel(inn)
 
@@ -259,8 +278,11 @@ def build_normflows(arch: str, dim: int, hidden: int, blocks: int, perms: List[T
     return NormflowsModel(nf.NormalizingFlow(q0=q0, flows=data_to_latent[::-1]))
 
 
+#: The extra row of ``--unclamped``: invertible without FrEIA's soft clamp (not a peer).
+UNCLAMPED = "invertible-unclamped"
 LIBRARIES: Dict[str, Callable[..., Model]] = {
     "invertible": build_invertible,
+    UNCLAMPED: partial(build_invertible, clamped=False),
     "zuko": build_zuko,
     "nflows": build_nflows,
     "normflows": build_normflows,
@@ -382,11 +404,15 @@ def summarise(samples: Samples, libs: Sequence[str]) -> Dict[str, Any]:
             med, iqr = quartiles([a / b for a, b in zip(samples[("invertible", op)],
                                                         samples[(other, op)])])
             entry[f"invertible/{other}"] = {"median": med, "iqr": iqr}
-        peers = [lib for lib in others if lib != FLOOR]
+        peers = [lib for lib in others if lib not in (FLOOR, UNCLAMPED)]
         if "invertible" in times and peers:
             fastest = min(peers, key=lambda p: times[p][0])
             entry["fastest_peer"] = fastest
             entry["invertible/fastest"] = entry[f"invertible/{fastest}"]
+            if UNCLAMPED in times:
+                med, iqr = quartiles([a / b for a, b in zip(samples[(UNCLAMPED, op)],
+                                                            samples[(fastest, op)])])
+                entry[f"{UNCLAMPED}/fastest"] = {"median": med, "iqr": iqr}
         out[op] = entry
     return out
 
@@ -423,6 +449,8 @@ def format_rows(arch: str, summary: Dict[str, Any], libs: Sequence[str]) -> List
                 if ratio else "")
         if f"invertible/{FLOOR}" in entry:
             tail += f" {entry[f'invertible/{FLOOR}']['median']:8.3f}"
+        if f"{UNCLAMPED}/fastest" in entry:
+            tail += f"  unclamped/fastest {entry[f'{UNCLAMPED}/fastest']['median']:6.3f}"
         rows.append(f"{arch:<7}{op:<8}" + " ".join(cells) + "  " + tail)
     return rows
 
@@ -444,7 +472,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--archs", default="affine,glow")
-    p.add_argument("--libs", default=",".join(LIBRARIES))
+    p.add_argument("--libs", default=",".join(lib for lib in LIBRARIES if lib != UNCLAMPED))
+    p.add_argument("--unclamped", action="store_true",
+                   help=f"also time {UNCLAMPED}: the log-scale without FrEIA's soft clamp")
     p.add_argument("--repeats", type=int, default=21)
     p.add_argument("--target", type=float, default=0.1, help="seconds per sample")
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
@@ -468,11 +498,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(1)
     machine = machine_info(1, torch.device("cpu"))
     libs, skipped = [], {}
-    for lib in args.libs.split(","):
+    for lib in args.libs.split(",") + ([UNCLAMPED] if args.unclamped else []):
         try:
-            importlib.import_module(lib)
+            importlib.import_module("invertible" if lib == UNCLAMPED else lib)
             libs.append(lib)
-            machine[lib] = importlib.metadata.version(lib)
+            machine[lib] = importlib.metadata.version("invertible" if lib == UNCLAMPED else lib)
         except ImportError as exc:  # an optional peer that is not installed
             skipped[lib] = f"not installed ({exc})"
     gen = torch.Generator().manual_seed(3)

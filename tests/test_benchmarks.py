@@ -104,7 +104,7 @@ def peers_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         pytest.skip("needs the repository's benchmarks/ folder")
     out = tmp_path_factory.mktemp("peers") / "peers.json"
     proc = run_script(PEERS, "--dim", "8", "--hidden", "16", "--blocks", "2", "--batch", "32",
-                      "--repeats", "2", "--target", "0.001", "--json", str(out))
+                      "--repeats", "2", "--target", "0.001", "--unclamped", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "inv/fastest" in proc.stdout
     return json.loads(out.read_text())
@@ -122,6 +122,21 @@ def test_peers_times_invertible(peers_run: dict) -> None:
             assert res["summary"][op]["ms"]["invertible"]["median"] > 0
             assert res["summary"][op]["invertible/floor"]["median"] > 0
             assert len(res["samples_ms"][f"invertible/{op}"]) == 2
+
+
+@pytest.mark.slow
+def test_peers_unclamped_row_is_checked_and_never_a_peer(peers_run: dict) -> None:
+    """``--unclamped`` times invertible without the soft clamp: a correct flow (the checks
+    pass), compared with the fastest peer, never taken for one."""
+    for arch in ("affine", "glow"):
+        res = peers_run["results"][arch]
+        assert res["checks"]["invertible-unclamped"]["log_det_rel_error"] < 1e-3
+        for op in OPS:
+            summary = res["summary"][op]
+            assert summary["ms"]["invertible-unclamped"]["median"] > 0
+            assert summary.get("fastest_peer") != "invertible-unclamped"
+            if "fastest_peer" in summary:
+                assert summary["invertible-unclamped/fastest"]["median"] > 0
 
 
 @pytest.mark.slow
