@@ -470,23 +470,30 @@ def table(records: List[Dict[str, Any]]) -> str:
 
 
 def summary(runs: Sequence[List[Dict[str, Any]]]) -> str:
-    """One markdown table over several runs (seeds) of the same settings: per model the mean
-    test NLL with its range, the mean difference to the best peer of each run with its range,
-    and the median over runs of the time over the fastest peer."""
-    lines = [f"| data | family | library | test NLL, mean of {len(runs)} (min..max) | "
-             "NLL minus best peer, mean (min..max) | time / fastest peer, median |",
-             "|---|---|---|---|---|---|"]
+    """One markdown table over several runs (seeds): per model the mean test NLL with its range,
+    the mean difference to the best peer of each run with its range, and the median over runs
+    of the time over the fastest peer.
+
+    The models are those of the first run. When the runs hold different numbers of rows for
+    them (e.g. extra seeds of one family), a ``runs`` column gives each row's count.
+    """
     keys = [(r["dataset"], r["family"], r["lib"]) for r in runs[0]]
-    for key in keys:
-        rows = [r for records in runs for r in records
-                if (r["dataset"], r["family"], r["lib"]) == key]
-        nll = [r["test_nll"] for r in rows]
-        gap = [r["nll_minus_best_peer"] for r in rows]
-        ratio = statistics.median(r["time_over_fastest_peer"] for r in rows)
+    rows = {key: [r for records in runs for r in records
+                  if (r["dataset"], r["family"], r["lib"]) == key] for key in keys}
+    counts = {len(found) for found in rows.values()}
+    mean_of = f"mean of {len(runs)}" if counts == {len(runs)} else "mean"
+    extra = "" if counts == {len(runs)} else " runs |"
+    lines = [f"| data | family | library | test NLL, {mean_of} (min..max) | "
+             f"NLL minus best peer, mean (min..max) | time / fastest peer, median |{extra}",
+             "|---|---|---|---|---|---|" + ("---|" if extra else "")]
+    for key, found in rows.items():
+        nll = [r["test_nll"] for r in found]
+        gap = [r["nll_minus_best_peer"] for r in found]
+        ratio = statistics.median(r["time_over_fastest_peer"] for r in found)
         lines.append(
             f"| {' | '.join(key)} | {statistics.fmean(nll):.3f} ({min(nll):.3f}..{max(nll):.3f}) "
             f"| {statistics.fmean(gap):+.3f} ({min(gap):+.3f}..{max(gap):+.3f}) "
-            f"| {ratio:.2f} |")
+            f"| {ratio:.2f} |" + (f" {len(found)} |" if extra else ""))
     return "\n".join(lines)
 
 

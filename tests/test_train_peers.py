@@ -89,3 +89,22 @@ def test_summary_over_seeds() -> None:
     assert [row[:3] for row in table] == [["moons", "maf", "invertible"], ["moons", "maf", "zuko"]]
     assert table[0][3:] == ["2.100 (2.000..2.200)", "+0.000 (-0.100..+0.100)", "0.85"]
     assert table[1][5] == "1.10"
+
+
+def test_summary_counts_rows_when_runs_differ() -> None:
+    """Extra seeds of one model (a run holding only some models) add a ``runs`` column, so no
+    row claims more runs than it has."""
+    script = load_script()
+
+    def record(lib: str, nll: float) -> dict:
+        return {"dataset": "digits", "family": "nsf", "lib": lib, "test_nll": nll,
+                "nll_minus_best_peer": 0.0, "time_over_fastest_peer": 1.0}
+
+    full = [record("invertible", -91.0), record("nflows", -90.0)]
+    extra = [record("invertible", -92.0)]
+    text = script.summary([full, extra])
+    assert "test NLL, mean (min..max)" in text and text.splitlines()[0].endswith("runs |")
+    table = rows(text)
+    assert table[0][3] == "-91.500 (-92.000..-91.000)" and table[0][-1] == "2"
+    assert table[1][:3] == ["digits", "nsf", "nflows"] and table[1][-1] == "1"
+    assert "mean of 2" in script.summary([full, full])  # equal counts: the header says it
