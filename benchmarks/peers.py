@@ -499,10 +499,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     machine = machine_info(1, torch.device("cpu"))
     libs, skipped = [], {}
     for lib in args.libs.split(",") + ([UNCLAMPED] if args.unclamped else []):
+        package = "invertible" if lib == UNCLAMPED else lib  # the row's installed package
         try:
-            importlib.import_module("invertible" if lib == UNCLAMPED else lib)
+            importlib.import_module(package)
             libs.append(lib)
-            machine[lib] = importlib.metadata.version("invertible" if lib == UNCLAMPED else lib)
+            machine[lib] = importlib.metadata.version(package)
         except ImportError as exc:  # an optional peer that is not installed
             skipped[lib] = f"not installed ({exc})"
     gen = torch.Generator().manual_seed(3)
